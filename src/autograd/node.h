@@ -1,0 +1,48 @@
+// The autograd graph. An op that produces `out` from inputs records a Node on `out`: the inputs
+// and a function that maps d(loss)/d(out) to d(loss)/d(input_i) for every input. backward()
+// walks the graph from the loss in reverse topological order, summing the gradients that reach
+// each tensor (a tensor used twice receives both contributions) and accumulating them into the
+// `.grad` of leaves that require it.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace gta::autograd {
+
+// Returns one gradient per input, in the order of Node::inputs; an undefined Tensor means "no
+// gradient" (e.g. for integer inputs). Runs with gradient recording off.
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+
+struct Node {
+  std::string name;             // op name, for error messages
+  std::vector<Tensor> inputs;   // only the handles; do not capture the output itself (cycle)
+  BackwardFn backward;
+};
+
+// Gradient recording on/off for the current thread (on by default).
+bool grad_enabled();
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// True when recording is on and some input requires a gradient.
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Attaches a node to `out` when needs_grad(inputs). Captures in `fn` must be detached tensors or
+// plain values (never `out` itself, which would form a reference cycle).
+void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn);
+
+// Runs the backward pass from `root` with seed gradient `grad` (ones for a scalar root).
+void run_backward(const Tensor& root, const Tensor& grad);
+
+}  // namespace gta::autograd

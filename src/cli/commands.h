@@ -1,0 +1,14 @@
+// Each `gta <command>` lives in its own cmd_<name>.cpp and registers itself on the app here.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace gta::cli {
+
+void register_prepare(CLI::App& app);
+void register_info(CLI::App& app);
+void register_train(CLI::App& app);
+void register_golden_check(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_generate(CLI::App& app);
+
+}  // namespace gta::cli

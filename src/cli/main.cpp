@@ -1,0 +1,28 @@
+// The `gta` command: subcommands for data preparation, training, evaluation and inspection.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gta: train and evaluate decoder language models with grouped-head latent attention"};
+  app.require_subcommand(1);
+  gta::cli::register_prepare(app);
+  gta::cli::register_info(app);
+  gta::cli::register_train(app);
+  gta::cli::register_golden_check(app);
+  gta::cli::register_eval(app);
+  gta::cli::register_generate(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const gta::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

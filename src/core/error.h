@@ -1,0 +1,26 @@
+// Error reporting: every user-facing failure is a gta::Error whose message names the
+// file, key or line and what was expected. The CLI prints it and exits non-zero.
+#pragma once
+#include <fmt/format.h>
+#include <stdexcept>
+#include <string>
+
+namespace gta {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
+  throw Error(fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace gta
+
+// GTA_CHECK(cond, "fmt", args...): throw gta::Error with the formatted message when cond is false.
+#define GTA_CHECK(cond, ...)            \
+  do {                                  \
+    if (!(cond)) ::gta::fail(__VA_ARGS__); \
+  } while (0)

@@ -1,0 +1,32 @@
+// The attention layer interface and the factory that picks the type from the config once.
+// Every type reduces to the causal primitive ops::attention(q, k, v) of docs/attention.md.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "nn/kv_cache.h"
+#include "nn/params.h"
+
+namespace gta::nn {
+
+class Attention {
+ public:
+  virtual ~Attention() = default;
+  // x [B, T, d] -> [B, T, d]. With a cache, x holds the next T tokens after cache->len cached
+  // ones; their keys/values are appended and attention reads the whole prefix.
+  virtual Tensor forward(const Tensor& x, LayerCache* cache) const = 0;
+  // What one token stores in this layer's cache.
+  virtual std::vector<CacheEntry> cache_layout() const = 0;
+};
+
+// Creates the attention of `cfg.attention.type` with parameters under `prefix` (e.g.
+// "model.layers.3.self_attn.").
+std::unique_ptr<Attention> make_attention(const config::ModelConfig& cfg, Params& p, const std::string& prefix,
+                                          double std, double out_std);
+
+// RoPE over the full width of each head when `cache` is null, else starting at cache->len.
+Tensor apply_rope(const Tensor& x, int rot_dim, double theta, const LayerCache* cache);
+
+}  // namespace gta::nn

@@ -1,0 +1,73 @@
+// Multi-head latent attention (DeepSeek-V2 style, no query compression), training form.
+//   [q_nope, q_pe] = x Wq                      h heads of d_nope + d_rope
+//   [c, k_pe]      = x Wkva                    d_c + d_rope; k_pe is one head shared by all
+//   [k_nope, v]    = RMSNorm_kv(c) Wkvb        per head d_nope + d_v
+//   q = [q_nope, RoPE(q_pe)],  k = [k_nope, RoPE(k_pe)]
+//   o_j = softmax(q_j k_j^T / sqrt(d_nope + d_rope)) v_j ;  y = concat_j(o_j) Wo
+// The cache holds c and RoPE(k_pe) (d_c + d_rope per token); decoding re-expands keys and
+// values from the cached latent (the training form; the absorbed form is an optimisation).
+#include <cmath>
+
+#include "nn/attention/attention.h"
+#include "nn/layers.h"
+#include "ops/ops.h"
+
+namespace gta::nn {
+
+namespace {
+
+class MultiLatentAttention : public Attention {
+ public:
+  MultiLatentAttention(const config::ModelConfig& cfg, Params& p, const std::string& prefix, double std,
+                       double out_std) {
+    const auto& a = cfg.attention;
+    const int64_t d = cfg.d_model;
+    h_ = cfg.n_heads;
+    dc_ = a.d_c, dr_ = a.d_rope, dn_ = a.d_nope, dv_ = a.d_v;
+    theta_ = cfg.rope_theta;
+    q_ = Linear(p, prefix + "q_proj", d, h_ * (dn_ + dr_), false, std);
+    kva_ = Linear(p, prefix + "kv_a_proj_with_mqa", d, dc_ + dr_, false, std);
+    kv_norm_ = RMSNorm(p, prefix + "kv_a_layernorm", dc_, cfg.norm_eps);
+    kvb_ = Linear(p, prefix + "kv_b_proj", dc_, h_ * (dn_ + dv_), false, std);
+    o_ = Linear(p, prefix + "o_proj", h_ * dv_, d, false, out_std);
+  }
+
+  std::vector<CacheEntry> cache_layout() const override { return {{"latent", 1, dc_}, {"k_pe", 1, dr_}}; }
+
+  Tensor forward(const Tensor& x, LayerCache* cache) const override {
+    const int64_t B = x.size(0), T = x.size(1);
+    Tensor q = q_(x).reshape({B, T, h_, dn_ + dr_});
+    Tensor q_pe = apply_rope(q.slice(3, dn_, dn_ + dr_), static_cast<int>(dr_), theta_, cache);
+    q = ops::cat({q.slice(3, 0, dn_), q_pe}, 3);
+    Tensor ckv = kva_(x);  // [B, T, d_c + d_rope]
+    Tensor c = ckv.slice(2, 0, dc_).reshape({B, T, 1, dc_});
+    Tensor k_pe = apply_rope(ckv.slice(2, dc_, dc_ + dr_).reshape({B, T, 1, dr_}), static_cast<int>(dr_), theta_,
+                             cache);
+    if (cache) {
+      c = cache->append(0, c);
+      k_pe = cache->append(1, k_pe);
+      cache->commit(T);
+    }
+    const int64_t S = c.size(1);
+    Tensor kv = kvb_(kv_norm_(c.reshape({B, S, dc_}))).reshape({B, S, h_, dn_ + dv_});
+    Tensor k = ops::cat({kv.slice(3, 0, dn_), k_pe.expand({B, S, h_, dr_})}, 3);
+    Tensor v = kv.slice(3, dn_, dn_ + dv_);
+    Tensor o = ops::attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(dn_ + dr_)));
+    return o_(o.reshape({B, T, h_ * dv_}));
+  }
+
+ private:
+  int64_t h_, dc_, dr_, dn_, dv_;
+  double theta_;
+  Linear q_, kva_, kvb_, o_;
+  RMSNorm kv_norm_;
+};
+
+}  // namespace
+
+std::unique_ptr<Attention> make_mla_attention(const config::ModelConfig& cfg, Params& p, const std::string& prefix,
+                                              double std, double out_std) {
+  return std::make_unique<MultiLatentAttention>(cfg, p, prefix, std, out_std);
+}
+
+}  // namespace gta::nn

@@ -1,0 +1,33 @@
+// The building blocks of the decoder: Linear, RMSNorm and the SwiGLU MLP.
+#pragma once
+#include <string>
+
+#include "nn/params.h"
+
+namespace gta::nn {
+
+// y = x W^T (+ b); W [out, in] under `<name>.weight`, b under `<name>.bias`.
+struct Linear {
+  Tensor weight, bias;
+  Linear() = default;
+  Linear(Params& p, const std::string& name, int64_t in, int64_t out, bool bias, double std);
+  Tensor operator()(const Tensor& x) const;
+};
+
+struct RMSNorm {
+  Tensor weight;
+  double eps = 1e-5;
+  RMSNorm() = default;
+  RMSNorm(Params& p, const std::string& name, int64_t dim, double eps);
+  Tensor operator()(const Tensor& x) const;
+};
+
+// MLP(h) = down(silu(gate(h)) * up(h)), no biases.
+struct MLP {
+  Linear gate, up, down;
+  MLP() = default;
+  MLP(Params& p, const std::string& prefix, int64_t d, int64_t d_ff, double std, double out_std);
+  Tensor operator()(const Tensor& x) const;
+};
+
+}  // namespace gta::nn

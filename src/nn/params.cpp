@@ -1,0 +1,64 @@
+#include "nn/params.h"
+
+#include "core/error.h"
+#include "core/strided.h"
+#include "ops/ops.h"
+
+namespace gta::nn {
+
+Tensor Params::add(const std::string& name, const Shape& shape, Init init, double std) {
+  GTA_CHECK(!has(name), "parameter {} registered twice", name);
+  Tensor t;
+  if (init == Init::normal) {
+    std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
+    for (double& x : v) x = std * rng_->normal();
+    t = Tensor::from_doubles(v, shape, dtype_);
+  } else {
+    t = Tensor::full(shape, init == Init::ones ? 1.0 : 0.0, dtype_);
+  }
+  t.set_requires_grad(true);
+  index_[name] = list_.size();
+  list_.emplace_back(name, t);
+  return t;
+}
+
+Tensor Params::get(const std::string& name) const {
+  auto it = index_.find(name);
+  GTA_CHECK(it != index_.end(), "no parameter named {}", name);
+  return list_[it->second].second;
+}
+
+int64_t Params::count() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : list_) n += t.numel();
+  return n;
+}
+
+void Params::load(const std::map<std::string, Tensor>& tensors, const std::string& source,
+                  const std::vector<std::string>& ignore_prefixes) {
+  for (const auto& [name, t] : list_) {
+    auto it = tensors.find(name);
+    GTA_CHECK(it != tensors.end(), "{}: missing tensor {} (shape {})", source, name, shape_str(t.shape()));
+    GTA_CHECK(it->second.shape() == t.shape(), "{}: tensor {} has shape {}, the model expects {}", source, name,
+              shape_str(it->second.shape()), shape_str(t.shape()));
+    GTA_CHECK(is_floating(it->second.dtype()), "{}: tensor {} has dtype {}, expected a floating type", source, name,
+              dtype_name(it->second.dtype()));
+  }
+  for (const auto& [name, t] : tensors) {
+    if (has(name)) continue;
+    bool ignored = false;
+    for (const auto& p : ignore_prefixes) ignored = ignored || name.rfind(p, 0) == 0;
+    GTA_CHECK(ignored, "{}: unexpected tensor {} (not a parameter of this model)", source, name);
+  }
+  for (const auto& [name, t] : list_) {
+    Tensor src = tensors.at(name).detach().to(Device::cpu());
+    if (t.device().is_cpu()) {
+      copy_strided(t, src);
+    } else {
+      Tensor conv = src.to(t.dtype()).contiguous();
+      copy_bytes(t.raw_data(), t.device(), conv.raw_data(), Device::cpu(), conv.nbytes());
+    }
+  }
+}
+
+}  // namespace gta::nn

@@ -1,0 +1,146 @@
+// The general causal attention primitive, CPU reference (FlashAttention's math, one query row
+// at a time). For batch b, query head i, query t at position p = S - T + t:
+//   s_u   = scale * q[b,t,i] . k[b,u,i/(n_q/n_k)]          for u <= p
+//   P_u   = exp(s_u - lse),  lse = log sum_u exp(s_u)      (only lse is saved for backward)
+//   out   = sum_u P_u v[b,u,i/(n_q/n_v)]
+// Backward, recomputing P from lse:
+//   dP_u = g . v_u,  D = sum_u P_u dP_u,  dS_u = P_u (dP_u - D)
+//   dq += scale dS_u k_u,  dk_u += scale dS_u q,  dv_u += P_u g
+// Shared key/value heads receive the sum over the query heads that read them.
+#include <cmath>
+#include <limits>
+
+#include "autograd/node.h"
+#include "ops/dispatch.h"
+#include "ops/ops.h"
+
+namespace gta::ops {
+
+namespace {
+
+struct Dims {
+  int64_t B, T, S, nq, nk, nv, dqk, dv;
+  int64_t kv_of(int64_t i) const { return i / (nq / nk); }
+  int64_t v_of(int64_t i) const { return i / (nq / nv); }
+  int64_t q_off(int64_t b, int64_t t, int64_t i) const { return ((b * T + t) * nq + i) * dqk; }
+  int64_t k_off(int64_t b, int64_t u, int64_t j) const { return ((b * S + u) * nk + j) * dqk; }
+  int64_t v_off(int64_t b, int64_t u, int64_t j) const { return ((b * S + u) * nv + j) * dv; }
+  int64_t o_off(int64_t b, int64_t t, int64_t i) const { return ((b * T + t) * nq + i) * dv; }
+};
+
+template <typename T>
+inline T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+template <typename T>
+void forward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v, T* out, T* lse) {
+#pragma omp parallel
+  {
+    std::vector<T> s(static_cast<size_t>(D.S));
+#pragma omp for collapse(3) schedule(static)
+    for (int64_t b = 0; b < D.B; ++b)
+      for (int64_t i = 0; i < D.nq; ++i)
+        for (int64_t t = 0; t < D.T; ++t) {
+          const int64_t p = D.S - D.T + t;
+          const T* qr = q + D.q_off(b, t, i);
+          T mx = -std::numeric_limits<T>::infinity();
+          for (int64_t u = 0; u <= p; ++u) {
+            s[u] = scale * dot(qr, k + D.k_off(b, u, D.kv_of(i)), D.dqk);
+            mx = std::max(mx, s[u]);
+          }
+          T l = 0;
+          T* o = out + D.o_off(b, t, i);
+          std::fill_n(o, D.dv, T(0));
+          for (int64_t u = 0; u <= p; ++u) {
+            const T e = std::exp(s[u] - mx);
+            l += e;
+            const T* vr = v + D.v_off(b, u, D.v_of(i));
+            for (int64_t j = 0; j < D.dv; ++j) o[j] += e * vr[j];
+          }
+          for (int64_t j = 0; j < D.dv; ++j) o[j] /= l;
+          lse[(b * D.nq + i) * D.T + t] = mx + std::log(l);
+        }
+  }
+}
+
+template <typename T>
+void backward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v, const T* lse, const T* g, T* dq,
+                     T* dk, T* dv) {
+  std::fill_n(dk, D.B * D.S * D.nk * D.dqk, T(0));
+  std::fill_n(dv, D.B * D.S * D.nv * D.dv, T(0));
+  // One batch row per thread: dk/dv of a batch row are written by that thread only, in a fixed
+  // order, so the result is deterministic.
+#pragma omp parallel
+  {
+    std::vector<T> P(static_cast<size_t>(D.S)), dP(static_cast<size_t>(D.S));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < D.B; ++b)
+      for (int64_t i = 0; i < D.nq; ++i)
+        for (int64_t t = 0; t < D.T; ++t) {
+          const int64_t p = D.S - D.T + t;
+          const T* qr = q + D.q_off(b, t, i);
+          const T* gr = g + D.o_off(b, t, i);
+          const T L = lse[(b * D.nq + i) * D.T + t];
+          T Dsum = 0;
+          for (int64_t u = 0; u <= p; ++u) {
+            P[u] = std::exp(scale * dot(qr, k + D.k_off(b, u, D.kv_of(i)), D.dqk) - L);
+            dP[u] = dot(gr, v + D.v_off(b, u, D.v_of(i)), D.dv);
+            Dsum += P[u] * dP[u];
+          }
+          T* dqr = dq + D.q_off(b, t, i);
+          std::fill_n(dqr, D.dqk, T(0));
+          for (int64_t u = 0; u <= p; ++u) {
+            const T ds = scale * P[u] * (dP[u] - Dsum);
+            const T* kr = k + D.k_off(b, u, D.kv_of(i));
+            T* dkr = dk + D.k_off(b, u, D.kv_of(i));
+            for (int64_t j = 0; j < D.dqk; ++j) {
+              dqr[j] += ds * kr[j];
+              dkr[j] += ds * qr[j];
+            }
+            T* dvr = dv + D.v_off(b, u, D.v_of(i));
+            for (int64_t j = 0; j < D.dv; ++j) dvr[j] += P[u] * gr[j];
+          }
+        }
+  }
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  for (const Tensor* t : {&q, &k, &v}) {
+    require_cpu("attention", *t);
+    require_same_dtype("attention", q, *t);
+    GTA_CHECK(t->ndim() == 4, "attention: expected [B, T, heads, width], got {}", t->str());
+  }
+  Dims D{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), v.size(2), q.size(3), v.size(3)};
+  GTA_CHECK(k.size(0) == D.B && v.size(0) == D.B && v.size(1) == D.S && k.size(3) == D.dqk,
+            "attention: q {}, k {}, v {} do not fit together", q.str(), k.str(), v.str());
+  GTA_CHECK(D.nk > 0 && D.nv > 0 && D.nq % D.nk == 0 && D.nq % D.nv == 0,
+            "attention: key heads ({}) and value heads ({}) must divide query heads ({})", D.nk, D.nv, D.nq);
+  GTA_CHECK(D.T <= D.S, "attention: {} queries but only {} keys", D.T, D.S);
+  Tensor qc = q.contiguous().detach(), kc = k.contiguous().detach(), vc = v.contiguous().detach();
+  Tensor out = Tensor::empty({D.B, D.T, D.nq, D.dv}, q.dtype());
+  Tensor lse = Tensor::empty({D.B, D.nq, D.T}, q.dtype());
+  dispatch_float("attention", q.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    forward_kernel<T>(D, static_cast<T>(scale), qc.data<T>(), kc.data<T>(), vc.data<T>(), out.data<T>(),
+                      lse.data<T>());
+  });
+  autograd::record(out, "attention", {q, k, v}, [qc, kc, vc, lse, D, scale](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dq = Tensor::empty(qc.shape(), g.dtype()), dk = Tensor::empty(kc.shape(), g.dtype()),
+           dv = Tensor::empty(vc.shape(), g.dtype());
+    dispatch_float("attention_backward", g.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      backward_kernel<T>(D, static_cast<T>(scale), qc.data<T>(), kc.data<T>(), vc.data<T>(), lse.data<T>(),
+                         gc.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
+    });
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return out;
+}
+
+}  // namespace gta::ops
