@@ -1,10 +1,20 @@
 // The `gta` command: subcommands for data preparation, training, evaluation and inspection.
 #include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  // libgomp reads OMP_WAIT_POLICY once, when it is loaded. Its default lets idle workers spin,
+  // which on a machine shared with other processes (CI, a laptop, ctest --parallel) burns most
+  // of the CPU waiting at barriers. Unless the user chose a policy, wait passively: set it and
+  // run this program again with the same arguments (if exec fails we simply carry on).
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);
+  }
   CLI::App app{"gta: train and evaluate decoder language models with grouped-head latent attention"};
   app.require_subcommand(1);
   gta::cli::register_prepare(app);

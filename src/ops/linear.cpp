@@ -14,18 +14,45 @@ namespace gta::ops {
 
 namespace cpu {
 
+namespace {
+
+// OpenBLAS runs single-threaded and the rows of C are split across the OpenMP team instead:
+// one thread pool for the whole program (OpenBLAS's own threads and OpenMP's spin-waiting
+// workers otherwise fight over the cores), and each element of C is reduced over k by exactly
+// one thread, so results do not depend on the thread count.
+struct SingleThreadedBlas {
+  SingleThreadedBlas() { openblas_set_num_threads(1); }
+};
+
+template <typename T, typename Gemm>
+void parallel_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                   int64_t ldb, T beta, T* c, int64_t ldc, Gemm&& blas) {
+  static SingleThreadedBlas once;
+  if (m == 0 || n == 0) return;
+  const int64_t work = m * n * std::max<int64_t>(k, 1);
+  const int64_t block = work < (1 << 18) ? m : std::max<int64_t>(16, (m + 63) / 64 * 4);  // ~16 blocks
+#pragma omp parallel for schedule(dynamic, 1) if (work >= (1 << 18))
+  for (int64_t i0 = 0; i0 < m; i0 += block) {
+    const int64_t rows = std::min(block, m - i0);
+    // Row i of op(A) starts at a + i*lda (no transpose) or at column i of A (transposed).
+    const T* ai = ta ? a + i0 : a + i0 * lda;
+    blas(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, rows, n, k, alpha, ai, lda, b, ldb, beta,
+         c + i0 * ldc, ldc);
+  }
+}
+
+}  // namespace
+
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
-              b, ldb, beta, c, ldc);
+  parallel_gemm<float>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                       [](auto... args) { cblas_sgemm(CblasRowMajor, args...); });
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
           const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
-              b, ldb, beta, c, ldc);
+  parallel_gemm<double>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                        [](auto... args) { cblas_dgemm(CblasRowMajor, args...); });
 }
 
 }  // namespace cpu
