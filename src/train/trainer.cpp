@@ -1,0 +1,215 @@
+#include "train/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "infer/evaluate.h"
+#include "nn/model.h"
+#include "nn/model_stats.h"
+#include "ops/ops.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/schedule.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+
+namespace gta::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
+Device resolve_device(const std::string& s) {
+  if (s == "auto" || s == "cpu") return Device::cpu();
+  fail("train.device '{}': this build trains on the CPU only (the CUDA op backend is not implemented yet); "
+       "use cpu or auto",
+       s);
+}
+
+// The tokenizer fixes the vocabulary: the model's must hold every id, and the shards must
+// have been written with this tokenizer.
+void check_vocab_and_tokenizer(config::RunConfig& cfg, const data::Tokenizer& tok, const data::DataLoader& loader) {
+  const int64_t tv = tok.vocab_size();
+  if (cfg.model.vocab_size == 0) cfg.model.vocab_size = tv;
+  GTA_CHECK(cfg.model.vocab_size >= tv,
+            "model.vocab_size {} is smaller than the tokenizer's vocabulary {} ({}); set model.vocab_size: 0 to "
+            "take it from the tokenizer",
+            cfg.model.vocab_size, tv, tok.path());
+  GTA_CHECK(loader.tokenizer_sha256().empty() || loader.tokenizer_sha256() == tok.checksum(),
+            "the training shards ({}) were written with another tokenizer (SHA-256 {}) than data.tokenizer {} ({})",
+            cfg.data.train, loader.tokenizer_sha256(), tok.path(), tok.checksum());
+  GTA_CHECK(loader.vocab_size() <= static_cast<uint64_t>(cfg.model.vocab_size),
+            "the training shards hold token ids up to vocabulary {} but model.vocab_size is {}", loader.vocab_size(),
+            cfg.model.vocab_size);
+}
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+bool stop_requested() { return g_stop.load(); }
+
+TrainSummary run_training(const TrainOptions& opts) {
+  config::RunConfig cfg = opts.config;
+  const auto& tc = cfg.train;
+  const Device device = resolve_device(tc.device);
+  GTA_CHECK(tc.dtype == "f32", "train.dtype '{}': the CPU backend trains in f32 (bf16 needs the CUDA backend)",
+            tc.dtype);
+  GTA_CHECK(!cfg.data.train.empty(), "{}: data.train is not set (shard file, directory or glob)", opts.config_source);
+  GTA_CHECK(!cfg.data.tokenizer.empty(), "{}: data.tokenizer is not set (the SentencePiece model of the shards)",
+            opts.config_source);
+  const int world = 1, rank = 0;
+
+  data::Tokenizer tok = data::Tokenizer::load(cfg.data.tokenizer);
+  data::LoaderOptions lo;
+  lo.seq_len = tc.seq_len;
+  lo.batch_size = tc.batch_size;
+  lo.rank = rank;
+  lo.world_size = world;
+  lo.seed = tc.seed;
+  lo.mode = data::parse_sample_mode(cfg.data.mode);
+  data::DataLoader loader({cfg.data.train}, lo);
+  check_vocab_and_tokenizer(cfg, tok, loader);
+  const int64_t accum = tc.grad_accum_steps(world);
+  const int64_t tokens_per_step = tc.global_tokens(world);
+
+  // Resume: the newest complete checkpoint of out_dir, which must be of the same model.
+  std::optional<Checkpoint> ckpt;
+  if (opts.resume) {
+    auto latest = latest_checkpoint(tc.out_dir);
+    GTA_CHECK(latest.has_value(), "--resume: no checkpoint in {} (expected {}/step_*)", tc.out_dir,
+              checkpoints_root(tc.out_dir));
+    ckpt = load_checkpoint(*latest);
+    GTA_CHECK(ckpt->model_config == cfg.model,
+              "--resume: {} holds a different model ({}) than the config ({}); use another train.out_dir", ckpt->dir,
+              config::to_json(ckpt->model_config).dump(), config::to_json(cfg.model).dump());
+  }
+
+  fs::create_directories(tc.out_dir);
+  {
+    std::ofstream(fs::path(tc.out_dir) / "config.yaml") << config::to_yaml(cfg);
+    std::ofstream(fs::path(tc.out_dir) / "tokenizer.model", std::ios::binary) << tok.model_bytes();
+  }
+
+  nn::Model model(cfg.model, DType::f32, tc.seed);
+  optim::AdamW opt(model.params().all(), cfg.optim);
+  Rng rng(tc.seed ^ 0x5eedull);  // reserved for stochastic parts of training; checkpointed
+  int64_t step = 0;
+  double tokens_seen = 0;
+  if (ckpt) {
+    restore_checkpoint(*ckpt, model.params(), opt);
+    loader.load_state(ckpt->trainer.loader);
+    rng.set_state(ckpt->trainer.rng);
+    step = ckpt->trainer.step;
+    tokens_seen = ckpt->trainer.extra.value("tokens_seen", 0.0);
+  }
+
+  const nn::ModelStats stats = nn::model_stats(cfg.model, tc.seq_len);
+  MetricsLog metrics((fs::path(tc.out_dir) / "metrics.jsonl").string(), ckpt ? step : -1);
+  Progress progress(step, tc.steps);
+  progress.message(fmt::format("gta train: {} attention, {:.2f}M parameters, {} tokens/step ({} x {} x {} accum), "
+                               "{} steps{}",
+                               cfg.model.attention.type, model.params().count() / 1e6, tokens_per_step,
+                               tc.batch_size, tc.seq_len, accum, tc.steps,
+                               ckpt ? fmt::format(", resuming from step {}", step) : ""));
+  if (!ckpt)
+    metrics.write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
+                   {"params", model.params().count()}, {"train_flops_per_token", stats.train_flops_per_token}});
+
+  TrainSummary summary;
+  auto save = [&](int64_t at_step) {
+    TrainerState st;
+    st.step = at_step;
+    st.loader = loader.state();
+    st.rng = rng.state();
+    st.config = config::to_json(cfg);
+    st.extra = {{"tokens_seen", tokens_seen}};
+    summary.last_checkpoint = save_checkpoint(tc.out_dir, model, opt, st, cfg.checkpoint.keep);
+    progress.message(fmt::format("checkpoint {}", summary.last_checkpoint));
+  };
+  auto validate = [&](int64_t at_step) {
+    if (cfg.data.val.empty()) return;
+    infer::EvalOptions eo;
+    eo.batch_size = tc.batch_size;
+    eo.seq_len = tc.seq_len;
+    eo.max_batches = cfg.eval.batches;
+    eo.tokenizer_sha256 = tok.checksum();
+    infer::EvalResult r = infer::evaluate(model, {cfg.data.val}, eo);
+    summary.final_val_loss = r.loss;
+    summary.final_val_bpb = r.bits_per_byte;
+    metrics.write({{"step", at_step}, {"event", "eval"}, {"val_loss", r.loss}, {"val_ppl", r.perplexity},
+                   {"val_bpb", std::isnan(r.bits_per_byte) ? nlohmann::json() : nlohmann::json(r.bits_per_byte)},
+                   {"val_tokens", r.tokens}});
+    progress.message(fmt::format("step {}: val loss {:.4f} | ppl {:.2f} | {:.3f} bits/byte", at_step, r.loss,
+                                 r.perplexity, r.bits_per_byte));
+  };
+
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_tokens = 0;
+  while (step < tc.steps) {
+    const double lr = optim::lr_at(cfg.optim, tc.steps, step);
+    opt.zero_grad();
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      data::Batch batch = loader.next_batch();
+      Tensor tokens = Tensor::from_vector(batch.tokens, {batch.B, batch.T + 1}).to(device);
+      Tensor loss = model.loss(tokens);
+      loss_sum += loss.item();
+      // Mean over the global batch: each micro-batch contributes 1/accum of its mean.
+      (accum > 1 ? ops::scale(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
+    }
+    const double train_loss = loss_sum / static_cast<double>(accum);
+    GTA_CHECK(std::isfinite(train_loss), "step {}: the training loss is {} (diverged); lower optim.lr or check the data",
+              step + 1, train_loss);
+    const double gnorm = optim::clip_grad_norm(model.params().all(), cfg.optim.grad_clip);
+    GTA_CHECK(std::isfinite(gnorm), "step {}: the gradient norm is {}; lower optim.lr", step + 1, gnorm);
+    opt.step(lr);
+    ++step;
+    tokens_seen += static_cast<double>(tokens_per_step);
+    window_tokens += tokens_per_step;
+    summary.final_train_loss = train_loss;
+
+    const bool last = step == tc.steps;
+    if (step % tc.log_every == 0 || last || step == 1) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double tps = secs > 0 ? static_cast<double>(window_tokens) / secs : 0;
+      metrics.write({{"step", step}, {"event", "train"}, {"loss", train_loss}, {"lr", lr}, {"grad_norm", gnorm},
+                     {"tokens", tokens_seen}, {"tokens_per_s", tps}});
+      progress.update(step, train_loss, lr, tps, gnorm, false);
+      window_start = std::chrono::steady_clock::now();
+      window_tokens = 0;
+    }
+    if ((cfg.eval.every > 0 && step % cfg.eval.every == 0) || last) validate(step);
+    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last) {
+      save(step);
+    } else if (stop_requested()) {
+      save(step);
+    }
+    if (stop_requested() && !last) {
+      progress.message(fmt::format("stopped by signal after step {}; resume with --resume", step));
+      summary.interrupted = true;
+      break;
+    }
+  }
+  progress.finish();
+  summary.steps_done = step;
+  return summary;
+}
+
+}  // namespace gta::train
