@@ -113,6 +113,7 @@ void visit_optim(O& o, F&& f) {
   f("eps", o.eps);
   f("grad_clip", o.grad_clip);
   f("warmup_steps", o.warmup_steps);
+  f("decay_steps", o.decay_steps);
   f("schedule", o.schedule);
   f("decay_norms_and_biases", o.decay_norms_and_biases);
   f("decay_embeddings", o.decay_embeddings);
@@ -498,6 +499,7 @@ void validate_run(const RunConfig& c, const Where& w) {
   check(o.eps > 0 && std::isfinite(o.eps), "optim.eps", "> 0", o.eps);
   check(o.grad_clip >= 0 && std::isfinite(o.grad_clip), "optim.grad_clip", ">= 0 (0 = no clipping)", o.grad_clip);
   at_least("optim.warmup_steps", o.warmup_steps, 0);
+  at_least("optim.decay_steps", o.decay_steps, 0, " (0 = train.steps)");
   one_of(o.schedule, {"cosine", "linear", "constant"}, "optim.schedule", w);
 
   at_least("checkpoint.every", c.checkpoint.every, 0, " (0 = only at the end)");

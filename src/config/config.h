@@ -107,6 +107,7 @@ struct OptimConfig {
   double lr = 3e-4, min_lr_ratio = 0.1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8,
          grad_clip = 1.0;  // grad_clip 0 = no clipping
   int64_t warmup_steps = 100;
+  int64_t decay_steps = 0;  // length of the schedule; 0 = train.steps (a run may stop before it ends)
   std::string schedule = "cosine";  // cosine | linear | constant
   bool decay_norms_and_biases = false, decay_embeddings = false;
   bool operator==(const OptimConfig&) const = default;

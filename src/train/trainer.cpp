@@ -87,6 +87,7 @@ TrainSummary run_training(const TrainOptions& opts) {
   check_vocab_and_tokenizer(cfg, tok, loader);
   const int64_t accum = tc.grad_accum_steps(world);
   const int64_t tokens_per_step = tc.global_tokens(world);
+  const int64_t schedule_steps = cfg.optim.decay_steps > 0 ? cfg.optim.decay_steps : tc.steps;
 
   // Resume: the newest complete checkpoint of out_dir, which must be of the same model.
   std::optional<Checkpoint> ckpt;
@@ -162,7 +163,7 @@ TrainSummary run_training(const TrainOptions& opts) {
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0;
   while (step < tc.steps) {
-    const double lr = optim::lr_at(cfg.optim, tc.steps, step);
+    const double lr = optim::lr_at(cfg.optim, schedule_steps, step);
     opt.zero_grad();
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
