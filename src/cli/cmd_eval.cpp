@@ -1,0 +1,80 @@
+// gta eval CHECKPOINT --data SHARDS [--batches N] [--batch-size B] [--seq-len T] [--json]:
+// mean loss, perplexity and bits per byte of a checkpoint over a shard set (src/infer/evaluate.h).
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/sha256.h"
+#include "data/loader.h"
+#include "infer/evaluate.h"
+#include "infer/load.h"
+
+namespace gta::cli {
+
+namespace {
+
+struct EvalCliOptions {
+  std::string checkpoint;
+  std::vector<std::string> data;
+  infer::EvalOptions eval;
+  bool json = false;
+};
+
+void run_eval(const EvalCliOptions& o) {
+  GTA_CHECK(o.eval.batch_size >= 1, "--batch-size must be >= 1, got {}", o.eval.batch_size);
+  GTA_CHECK(o.eval.seq_len >= 1, "--seq-len must be >= 1, got {}", o.eval.seq_len);
+  GTA_CHECK(o.eval.max_batches >= 0, "--batches must be >= 0 (0 = every window), got {}", o.eval.max_batches);
+  data::expand_shard_paths(o.data);  // a missing shard fails before the (slower) weight load
+  infer::LoadedModel lm = infer::load_model(o.checkpoint);
+  infer::EvalOptions eo = o.eval;
+  const std::string tok = infer::find_tokenizer(lm.weights_path);  // the tokenizer of the run, if recorded
+  if (!tok.empty()) eo.tokenizer_sha256 = sha256_file(tok);
+  infer::EvalResult r = infer::evaluate(*lm.model, o.data, eo);
+  const config::ModelConfig& cfg = lm.model->config();
+  if (o.json) {
+    nlohmann::json j = r.to_json();
+    j["checkpoint"] = lm.weights_path;
+    j["attention"] = cfg.attention.type;
+    j["seq_len"] = o.eval.seq_len;
+    j["batch_size"] = o.eval.batch_size;
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("checkpoint      %s (%s attention, %lld parameters)\n", lm.weights_path.c_str(),
+              cfg.attention.type.c_str(), static_cast<long long>(lm.model->params().count()));
+  std::printf("data            %zu shard(s), %lld windows of %lld tokens; evaluated %lld in %lld batches\n",
+              r.shards.size(), static_cast<long long>(r.total_windows), static_cast<long long>(o.eval.seq_len),
+              static_cast<long long>(r.windows), static_cast<long long>(r.batches));
+  std::printf("loss            %.6f nats/token\n", r.loss);
+  std::printf("perplexity      %.4f\n", r.perplexity);
+  if (std::isfinite(r.bits_per_byte))
+    std::printf("bits per byte   %.6f (%.4f bytes/token over the shard set)\n", r.bits_per_byte, r.bytes_per_token);
+  else
+    std::printf("bits per byte   n/a (the shards do not record their byte counts)\n");
+  std::printf("tokens          %lld scored in %.2f s\n", static_cast<long long>(r.tokens), r.seconds);
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalCliOptions>();
+  CLI::App* cmd = app.add_subcommand("eval", "Loss, perplexity and bits per byte of a checkpoint on HDF5 shards");
+  cmd->add_option("checkpoint", o->checkpoint,
+                  "Checkpoint directory, run directory (newest checkpoint) or .safetensors file")
+      ->required();
+  cmd->add_option("--data", o->data, "Shard files, directories or globs (read sequentially)")
+      ->required()
+      ->expected(1, -1);
+  cmd->add_option("--batches", o->eval.max_batches, "Evaluate only the first N batches (0: every window)")
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o->eval.batch_size, "Windows per batch")
+      ->capture_default_str();
+  cmd->add_option("--seq-len", o->eval.seq_len, "Tokens per window T (each window has T targets)")
+      ->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->callback([o] { run_eval(*o); });
+}
+
+}  // namespace gta::cli

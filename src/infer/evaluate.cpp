@@ -1,0 +1,82 @@
+#include "infer/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "autograd/node.h"
+#include "core/error.h"
+#include "data/loader.h"
+
+namespace gta::infer {
+
+nlohmann::json EvalResult::to_json() const {
+  nlohmann::json j = {{"loss", loss},
+                      {"perplexity", perplexity},
+                      {"bits_per_byte", nullptr},
+                      {"bytes_per_token", bytes_per_token},
+                      {"tokens", tokens},
+                      {"windows", windows},
+                      {"total_windows", total_windows},
+                      {"batches", batches},
+                      {"seconds", seconds},
+                      {"shards", shards}};
+  if (std::isfinite(bits_per_byte)) j["bits_per_byte"] = bits_per_byte;
+  return j;
+}
+
+EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt) {
+  GTA_CHECK(opt.batch_size > 0, "eval batch size must be > 0, got {}", opt.batch_size);
+  GTA_CHECK(opt.seq_len > 0, "eval sequence length must be > 0, got {}", opt.seq_len);
+  GTA_CHECK(opt.max_batches >= 0, "eval batches must be >= 0 (0 = all), got {}", opt.max_batches);
+  const auto t0 = std::chrono::steady_clock::now();
+  data::LoaderOptions lo;
+  lo.seq_len = opt.seq_len;
+  lo.batch_size = opt.batch_size;
+  lo.mode = data::SampleMode::Sequential;
+  data::DataLoader loader(shard_specs, lo);
+  const int64_t V = model.config().vocab_size;
+  GTA_CHECK(loader.vocab_size() <= static_cast<uint64_t>(V),
+            "shards were written with vocabulary size {} but the model has {} (different tokenizer?)",
+            loader.vocab_size(), V);
+  GTA_CHECK(opt.tokenizer_sha256.empty() || loader.tokenizer_sha256().empty() ||
+                loader.tokenizer_sha256() == opt.tokenizer_sha256,
+            "shards {} were encoded with tokenizer {} but the model's tokenizer is {}", loader.files().front(),
+            loader.tokenizer_sha256().substr(0, 12), opt.tokenizer_sha256.substr(0, 12));
+  const uint64_t n_windows = loader.n_windows();
+  GTA_CHECK(n_windows > 0, "shards hold {} tokens: no window of seq_len + 1 = {} tokens to evaluate (lower --seq-len)",
+            loader.total_tokens(), opt.seq_len + 1);
+
+  EvalResult r;
+  r.shards = loader.files();
+  r.total_windows = static_cast<int64_t>(n_windows);
+  r.bytes_per_token = loader.bytes_per_token();
+  const Device dev = model.params().all().empty() ? Device::cpu() : model.params().all().front().second.device();
+  autograd::NoGradGuard no_grad;
+  double nll_sum = 0;  // sum of per-target losses, in nats
+  const int64_t T = opt.seq_len, W = T + 1;
+  while (loader.cursor() < n_windows && (opt.max_batches == 0 || r.batches < opt.max_batches)) {
+    data::Batch b = loader.next_batch();
+    // The last batch may run past the final window (into the next epoch): drop those rows.
+    int64_t rows = 0;
+    while (rows < b.B && b.samples[rows] < n_windows) ++rows;
+    std::vector<int32_t> toks(b.tokens.begin(), b.tokens.begin() + rows * W);
+    for (int32_t t : toks)
+      GTA_CHECK(t >= 0 && t < V, "shard token id {} is outside the model vocabulary [0, {})", t, V);
+    Tensor loss = model.loss(Tensor::from_vector(toks, {rows, W}).to(dev));
+    nll_sum += loss.item() * static_cast<double>(rows * T);
+    r.tokens += rows * T;
+    r.windows += rows;
+    ++r.batches;
+  }
+  r.loss = nll_sum / static_cast<double>(r.tokens);
+  r.perplexity = std::exp(r.loss);
+  // Bytes of the scored tokens estimated with the shard set's bytes per token (see evaluate.h).
+  r.bits_per_byte = r.bytes_per_token > 0 ? r.loss / (r.bytes_per_token * std::log(2.0))
+                                          : std::numeric_limits<double>::quiet_NaN();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace gta::infer

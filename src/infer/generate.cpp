@@ -1,0 +1,118 @@
+#include "infer/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "autograd/node.h"
+#include "core/error.h"
+
+namespace gta::infer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+Device model_device(const nn::Model& model) {
+  const auto& all = model.params().all();
+  return all.empty() ? Device::cpu() : all.front().second.device();
+}
+
+// The logits of the last position of logits [B, T, V] as [B, V].
+Tensor last_position(const Tensor& logits) {
+  const int64_t T = logits.size(1);
+  return logits.slice(1, T - 1, T).reshape({logits.size(0), logits.size(2)});
+}
+
+}  // namespace
+
+nlohmann::json GenerateStats::to_json() const {
+  return {{"batch", batch},
+          {"prompt_len", prompt_len},
+          {"prefill_tokens", prefill_tokens},
+          {"prefill_seconds", prefill_seconds},
+          {"prefill_tokens_per_s", prefill_tokens_per_s()},
+          {"decode_tokens", decode_tokens},
+          {"decode_seconds", decode_seconds},
+          {"decode_tokens_per_s", decode_tokens_per_s()},
+          {"kv_cache_bytes", kv_cache_bytes}};
+}
+
+Tensor prefill(const nn::Model& model, const Tensor& tokens, nn::KVCache& cache, int64_t chunk) {
+  GTA_CHECK(tokens.ndim() == 2 && tokens.size(1) >= 1, "prefill: expected tokens [B, T] with T >= 1, got {}",
+            tokens.str());
+  GTA_CHECK(chunk >= 0, "prefill: chunk must be >= 0, got {}", chunk);
+  autograd::NoGradGuard no_grad;
+  const int64_t T = tokens.size(1);
+  if (chunk == 0) chunk = T;
+  Tensor last;
+  for (int64_t s = 0; s < T; s += chunk) {
+    Tensor part = tokens.slice(1, s, std::min(T, s + chunk)).contiguous();
+    last = last_position(model.forward(part, &cache));
+  }
+  return last;
+}
+
+GenerateResult generate(const nn::Model& model, const std::vector<std::vector<int32_t>>& prompts,
+                        const GenerateOptions& opt) {
+  opt.sampling.validate();
+  GTA_CHECK(!prompts.empty(), "generate: no prompts");
+  GTA_CHECK(opt.max_new_tokens >= 0, "max-new-tokens must be >= 0, got {}", opt.max_new_tokens);
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  const int64_t P = static_cast<int64_t>(prompts[0].size());
+  const int64_t V = model.config().vocab_size;
+  GTA_CHECK(P >= 1, "generate: the prompt is empty (it must encode to at least one token)");
+  std::vector<int32_t> flat;
+  flat.reserve(static_cast<size_t>(B * P));
+  for (int64_t b = 0; b < B; ++b) {
+    GTA_CHECK(static_cast<int64_t>(prompts[b].size()) == P,
+              "generate: prompts of one batch must have equal lengths (prompt 0 has {} tokens, prompt {} has {})", P,
+              b, prompts[b].size());
+    for (int32_t t : prompts[b]) {
+      GTA_CHECK(t >= 0 && t < V, "generate: prompt token {} is outside the model vocabulary [0, {})", t, V);
+      flat.push_back(t);
+    }
+  }
+
+  autograd::NoGradGuard no_grad;
+  const Device dev = model_device(model);
+  GenerateResult res;
+  GenerateStats& st = res.stats;
+  st.batch = B, st.prompt_len = P;
+  res.tokens.assign(static_cast<size_t>(B), {});
+  std::vector<Rng> rngs;
+  for (int64_t b = 0; b < B; ++b) {
+    uint64_t x = opt.seed + 0x632be59bd9b4e019ULL * static_cast<uint64_t>(b);
+    rngs.emplace_back(splitmix64(x));
+  }
+
+  nn::KVCache cache = model.make_cache(B, P + std::max<int64_t>(opt.max_new_tokens, 1));
+  st.kv_cache_bytes = cache.bytes();
+
+  auto t0 = Clock::now();
+  Tensor logits = prefill(model, Tensor::from_vector(flat, {B, P}).to(dev), cache, opt.prefill_chunk);
+  if (opt.max_new_tokens > 0) logits.to_doubles();  // prefill timing includes finishing the work
+  st.prefill_seconds = seconds_since(t0);
+  st.prefill_tokens = B * P;
+
+  t0 = Clock::now();
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
+    std::vector<int32_t> next = sample_rows(logits, opt.sampling, rngs);
+    bool all_done = true;
+    for (int64_t b = 0; b < B; ++b) {
+      if (!done[b]) {
+        res.tokens[b].push_back(next[b]);
+        if (next[b] == opt.eos_id || static_cast<int64_t>(res.tokens[b].size()) >= opt.max_new_tokens) done[b] = true;
+      }
+      all_done = all_done && done[b];
+    }
+    if (all_done) break;
+    logits = last_position(model.forward(Tensor::from_vector(next, {B, 1}).to(dev), &cache));
+    st.decode_tokens += B;
+  }
+  st.decode_seconds = seconds_since(t0);
+  return res;
+}
+
+}  // namespace gta::infer

@@ -1,0 +1,51 @@
+// Autoregressive generation with a KV cache: the prompt goes through the model once (prefill,
+// optionally in chunks) filling the cache, then one token per step is sampled and fed back
+// (decode), each step attending over the cache instead of recomputing the prefix.
+//
+// B sequences decode together; the KV cache keeps one length for the whole batch, so all
+// prompts must have the same length (e.g. --num-samples copies of one prompt). Sequence b
+// samples with its own Rng seeded from (seed, b), so its output does not depend on B.
+// A sequence stops at EOS (kept in its output) or after max_new_tokens; finished sequences are
+// still fed through the batch until every sequence is done.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "infer/sampler.h"
+#include "nn/model.h"
+
+namespace gta::infer {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  SamplingOptions sampling;
+  uint64_t seed = 0;
+  int64_t eos_id = -1;         // stop a sequence when it samples this id (-1: never)
+  int64_t prefill_chunk = 0;   // prompt tokens per prefill forward (0: the whole prompt at once)
+};
+
+struct GenerateStats {
+  int64_t batch = 0, prompt_len = 0;
+  int64_t prefill_tokens = 0, decode_tokens = 0;  // tokens run through the model (all sequences)
+  double prefill_seconds = 0, decode_seconds = 0;  // decode includes sampling
+  int64_t kv_cache_bytes = 0;                      // allocated cache (batch x (prompt + new) tokens)
+  double prefill_tokens_per_s() const { return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0; }
+  double decode_tokens_per_s() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0; }
+  nlohmann::json to_json() const;
+};
+
+struct GenerateResult {
+  std::vector<std::vector<int32_t>> tokens;  // per sequence: the generated tokens only
+  GenerateStats stats;
+};
+
+// Runs the prompt tokens [B, T] (i32) through the model with `cache` in chunks of `chunk`
+// tokens (0: all at once) and returns the logits of the last prompt position [B, V].
+Tensor prefill(const nn::Model& model, const Tensor& tokens, nn::KVCache& cache, int64_t chunk = 0);
+
+// Generates continuations of `prompts` (equal lengths >= 1, ids < the model's vocab).
+GenerateResult generate(const nn::Model& model, const std::vector<std::vector<int32_t>>& prompts,
+                        const GenerateOptions& opt);
+
+}  // namespace gta::infer

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `gta eval` and `gta generate` reject bad input with a clear message and a non-zero exit:
+# a missing checkpoint, a truncated .safetensors, a directory that is no checkpoint, an unknown
+# flag, a checkpoint with no recorded tokenizer, missing required options.
+# Needs GTA (the binary) and SRC (the source tree, for a golden .safetensors to truncate).
+set -u
+: "${GTA:?set GTA to the gta binary}" "${SRC:?set SRC to the source directory}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+# expect_fail "substring of stderr" cmd args...: the command exits non-zero and says `substring`.
+expect_fail() {
+  local want=$1
+  shift
+  local out rc
+  out=$("$@" 2>&1 >/dev/null)
+  rc=$?
+  if [[ $rc -eq 0 ]]; then
+    echo "FAIL (exit 0): $*"
+    fails=$((fails + 1))
+  elif [[ $out != *"$want"* ]]; then
+    echo "FAIL (message lacks '$want'): $*"
+    echo "  got: $out"
+    fails=$((fails + 1))
+  else
+    echo "ok: $* -> ${out%%$'\n'*}"
+  fi
+}
+
+golden="$SRC/tests/golden/gta.safetensors"
+[[ -f $golden ]] || { echo "missing $golden"; exit 1; }
+head -c 200 "$golden" >"$tmp/cut.safetensors"
+head -c 5 "$golden" >"$tmp/tiny.safetensors"
+head -c $(($(stat -c %s "$golden") - 100)) "$golden" >"$tmp/short_data.safetensors"  # header intact
+mkdir -p "$tmp/empty_dir" "$tmp/run/checkpoints" "$tmp/ckpt"
+cp "$golden" "$tmp/ckpt/model.safetensors"
+printf 'some text\n' >"$tmp/data.txt"
+
+for cmd in eval generate; do
+  if [[ $cmd == eval ]]; then extra=(--data "$tmp/data.txt"); else extra=(--prompt hello); fi
+  expect_fail "does not exist" "$GTA" $cmd "$tmp/missing" "${extra[@]}"
+  expect_fail "truncated" "$GTA" $cmd "$tmp/cut.safetensors" "${extra[@]}"
+  expect_fail "file too short" "$GTA" $cmd "$tmp/tiny.safetensors" "${extra[@]}"
+  expect_fail "run past the data buffer" "$GTA" $cmd "$tmp/short_data.safetensors" "${extra[@]}"
+  expect_fail "not a checkpoint" "$GTA" $cmd "$tmp/empty_dir" "${extra[@]}"
+  expect_fail "has no checkpoint" "$GTA" $cmd "$tmp/run" "${extra[@]}"
+  expect_fail "--no-such-flag" "$GTA" $cmd "$tmp/ckpt" "${extra[@]}" --no-such-flag
+done
+# Required options and values out of range.
+expect_fail "--data" "$GTA" eval "$tmp/ckpt"
+expect_fail "--prompt" "$GTA" generate "$tmp/ckpt"
+expect_fail "--batch-size must be >= 1" "$GTA" eval "$tmp/ckpt" --data "$tmp/data.txt" --batch-size 0
+expect_fail "top-p must be in (0, 1]" "$GTA" generate "$tmp/ckpt" --prompt hi --top-p 2
+expect_fail "top-p must be in (0, 1]" "$GTA" generate "$tmp/ckpt" --prompt hi --top-p 0
+expect_fail "temperature must be >= 0" "$GTA" generate "$tmp/ckpt" --prompt hi --temperature -1
+expect_fail "--num-samples must be >= 1" "$GTA" generate "$tmp/ckpt" --prompt hi --num-samples 0
+expect_fail "--seq-len must be >= 1" "$GTA" eval "$tmp/ckpt" --data "$tmp/data.txt" --seq-len 0
+# A checkpoint without a tokenizer beside it: generate asks for --tokenizer.
+expect_fail "--tokenizer" "$GTA" generate "$tmp/ckpt" --prompt hi
+# A tokenizer path that is not a SentencePiece model.
+expect_fail "data.txt" "$GTA" generate "$tmp/ckpt" --prompt hi --tokenizer "$tmp/data.txt"
+# Missing shards fail before the model loads; a file with tensors the model lacks is named.
+expect_fail "missing.h5" "$GTA" eval "$tmp/ckpt" --data "$tmp/missing.h5"
+expect_fail "unexpected tensor" "$GTA" eval "$tmp/ckpt" --data "$tmp/data.txt"
+
+if [[ $fails -ne 0 ]]; then
+  echo "$fails check(s) failed"
+  exit 1
+fi
+echo "all infer error checks passed"
