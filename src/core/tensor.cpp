@@ -58,9 +58,9 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, device);
+  Tensor t = empty(shape, dtype, Device::cpu());
   ops::fill_(t, value);
-  return t;
+  return t.to(device);  // filled on the host: constants are small (seeds, scalars)
 }
 
 Tensor Tensor::from_doubles(const std::vector<double>& v, const Shape& shape, DType dtype) {

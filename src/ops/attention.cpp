@@ -35,9 +35,12 @@ inline T dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
+// Multiply-adds of one pass; small problems stay on one thread (starting the team costs more).
+inline bool worth_threads(const Dims& D) { return D.B * D.nq * D.T * D.S * (D.dqk + D.dv) > (1 << 16); }
+
 template <typename T>
 void forward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v, T* out, T* lse) {
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(D))
   {
     std::vector<T> s(static_cast<size_t>(D.S));
 #pragma omp for collapse(3) schedule(static)
@@ -73,7 +76,7 @@ void backward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v,
   std::fill_n(dv, D.B * D.S * D.nv * D.dv, T(0));
   // One batch row per thread: dk/dv of a batch row are written by that thread only, in a fixed
   // order, so the result is deterministic.
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(D))
   {
     std::vector<T> P(static_cast<size_t>(D.S)), dP(static_cast<size_t>(D.S));
 #pragma omp for schedule(static)

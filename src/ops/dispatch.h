@@ -34,7 +34,7 @@ template <typename T, typename F>
 void reduce_rows(int64_t rows, int64_t width, T* out, F&& f) {
   const int64_t blocks = (rows + kReduceBlock - 1) / kReduceBlock;
   std::vector<T> partial(static_cast<size_t>(blocks * width), T(0));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * width > 32768)
   for (int64_t bl = 0; bl < blocks; ++bl) {
     T* p = partial.data() + bl * width;
     const int64_t r1 = std::min(rows, (bl + 1) * kReduceBlock);
