@@ -1,0 +1,392 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+
+namespace gta::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kOptimFile = "optimizer.safetensors";
+constexpr const char* kTrainerFile = "trainer.json";
+constexpr const char* kTrainerFormat = "gta-checkpoint";
+
+// "step_<digits>" exactly -> the step; nullopt otherwise.
+std::optional<int64_t> parse_step_name(const std::string& name) {
+  const std::string prefix = "step_";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
+// "step_<digits>.<kind>-<pid>" (kind "tmp" or "old") -> the pid; 0 otherwise.
+long parse_temp_pid(const std::string& name) {
+  for (const std::string kind : {".tmp-", ".old-"}) {
+    const size_t at = name.find(kind);
+    if (at == std::string::npos || !parse_step_name(name.substr(0, at))) continue;
+    const std::string pid = name.substr(at + kind.size());
+    if (pid.empty() || pid.size() > 9 || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return 0;
+    return std::stol(pid);
+  }
+  return 0;
+}
+
+bool is_complete(const fs::path& dir) {
+  std::error_code ec;
+  for (const char* f : {kModelFile, kOptimFile, kTrainerFile})
+    if (!fs::is_regular_file(dir / f, ec)) return false;
+  return true;
+}
+
+std::vector<CheckpointInfo> list_in_root(const fs::path& root) {
+  std::vector<CheckpointInfo> out;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return out;
+  fs::directory_iterator it(root, ec), end;
+  if (ec) fail("cannot list checkpoint directory {}: {}", root.string(), ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) fail("cannot list checkpoint directory {}: {}", root.string(), ec.message());
+    const std::string name = it->path().filename().string();
+    auto step = parse_step_name(name);
+    if (!step || !it->is_directory(ec) || !is_complete(it->path())) continue;
+    out.push_back({*step, it->path().string()});
+  }
+  std::sort(out.begin(), out.end(), [](const CheckpointInfo& a, const CheckpointInfo& b) { return a.step < b.step; });
+  return out;
+}
+
+std::string errno_str() { return std::strerror(errno); }
+
+void write_file_synced(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create {}: {}", path, errno_str());
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string err = errno_str();
+      ::close(fd);
+      fail("cannot write {}: {}", path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const std::string err = errno_str();
+    ::close(fd);
+    fail("cannot sync {}: {}", path, err);
+  }
+  if (::close(fd) != 0) fail("cannot close {}: {}", path, errno_str());
+}
+
+// Best effort: makes a rename or new entries in `dir` durable (some filesystems refuse; ignored).
+void sync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
+// Moves the finished temporary directory to `final`; an existing `final` is exchanged atomically
+// (or, where the filesystem cannot, moved aside first) and then deleted.
+void install_dir(const fs::path& tmp, const fs::path& final) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(final, ec))) {
+    if (::rename(tmp.c_str(), final.c_str()) != 0) fail("cannot rename {} to {}: {}", tmp.string(), final.string(), errno_str());
+    return;
+  }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(tmp, ec);  // now holds the replaced checkpoint
+    return;
+  }
+  const fs::path old = final.string() + ".old-" + std::to_string(::getpid());
+  fs::remove_all(old, ec);
+  if (::rename(final.c_str(), old.c_str()) != 0)
+    fail("cannot move the existing {} aside to {}: {}", final.string(), old.string(), errno_str());
+  if (::rename(tmp.c_str(), final.c_str()) != 0) {
+    const std::string err = errno_str();
+    (void)::rename(old.c_str(), final.c_str());  // put the old one back
+    fail("cannot rename {} to {}: {}", tmp.string(), final.string(), err);
+  }
+  fs::remove_all(old, ec);
+}
+
+// Deletes complete checkpoints beyond the newest `keep` and temporary directories of processes
+// that no longer run. Best effort: a failure is logged, never thrown (the new checkpoint is safe).
+void prune(const fs::path& root, int64_t keep) {
+  try {
+    std::error_code ec;
+    if (keep > 0) {
+      auto all = list_in_root(root);
+      for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
+        fs::remove_all(all[i].dir, ec);
+        if (ec) spdlog::warn("could not delete old checkpoint {}: {}", all[i].dir, ec.message());
+      }
+    }
+    const long self = static_cast<long>(::getpid());
+    for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+      const long pid = parse_temp_pid(it->path().filename().string());
+      if (pid <= 0 || pid == self) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running (or unknown)
+      std::error_code rec;
+      fs::remove_all(it->path(), rec);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("pruning checkpoints in {}: {}", root.string(), e.what());
+  }
+}
+
+int64_t parse_int_metadata(const std::map<std::string, std::string>& md, const std::string& key, const std::string& file) {
+  auto it = md.find(key);
+  GTA_CHECK(it != md.end(), "{}: metadata has no '{}' entry", file, key);
+  try {
+    size_t used = 0;
+    const int64_t v = std::stoll(it->second, &used);
+    if (used == it->second.size()) return v;
+  } catch (const std::exception&) {
+  }
+  fail("{}: metadata '{}' must be an integer, got '{}'", file, key, it->second);
+}
+
+config::ModelConfig config_from_metadata(const std::map<std::string, std::string>& md, const std::string& file) {
+  const std::string& text = md.at("config");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: metadata 'config' is not valid JSON: {}", file, e.what());
+  }
+  return config::model_config_from_json(j, file + " metadata 'config'");
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open: {}", path, errno_str());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON (truncated or corrupt?): {}", path, e.what());
+  }
+}
+
+TrainerState parse_trainer_json(const nlohmann::json& j, const std::string& path, int64_t* optimizer_step) {
+  GTA_CHECK(j.is_object(), "{}: expected a JSON object, got {}", path, j.type_name());
+  GTA_CHECK(j.contains("format") && j["format"] == kTrainerFormat, "{}: not a gta checkpoint (\"format\" must be \"{}\")",
+            path, kTrainerFormat);
+  GTA_CHECK(j.contains("version") && j["version"].is_number_integer(), "{}: missing integer \"version\"", path);
+  const int64_t version = j["version"].get<int64_t>();
+  if (version != kCheckpointVersion)
+    fail("{}: checkpoint format version {}, but this build of gta reads version {} ({})", path, version,
+         kCheckpointVersion,
+         version > kCheckpointVersion ? "written by a newer gta: update gta to load it"
+                                      : "written by an older gta: no conversion exists");
+  TrainerState st;
+  try {
+    GTA_CHECK(j.contains("step") && j["step"].is_number_integer(), "{}: missing integer \"step\"", path);
+    st.step = j["step"].get<int64_t>();
+    GTA_CHECK(st.step >= 0, "{}: \"step\" must be >= 0, got {}", path, st.step);
+    const auto& rng = j.at("rng");
+    GTA_CHECK(rng.is_array() && rng.size() == 5, "{}: \"rng\" must be an array of 5 unsigned integers", path);
+    for (size_t i = 0; i < 5; ++i) {
+      GTA_CHECK(rng[i].is_number_unsigned(), "{}: \"rng\"[{}] must be an unsigned integer, got {}", path, i, rng[i].dump());
+      st.rng[i] = rng[i].get<uint64_t>();
+    }
+    st.loader = j.value("loader", nlohmann::json::object());
+    st.config = j.value("config", nlohmann::json::object());
+    st.extra = j.value("extra", nlohmann::json::object());
+    *optimizer_step = j.value("optimizer_step", int64_t{-1});
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: {}", path, e.what());
+  }
+  return st;
+}
+
+}  // namespace
+
+std::string checkpoint_dir_name(int64_t step) {
+  GTA_CHECK(step >= 0, "checkpoint step must be >= 0, got {}", step);
+  return fmt::format("step_{:06d}", step);
+}
+
+std::string checkpoints_root(const std::string& out_dir) { return (fs::path(out_dir) / "checkpoints").string(); }
+
+std::string save_checkpoint(const std::string& out_dir, const nn::Params& params, const config::ModelConfig& model_cfg,
+                            const optim::AdamW& opt, const TrainerState& state, int64_t keep) {
+  GTA_CHECK(keep >= 0, "checkpoint.keep must be >= 0 (0 = keep all), got {}", keep);
+  const fs::path root = checkpoints_root(out_dir);
+  const std::string name = checkpoint_dir_name(state.step);
+  const fs::path final = root / name;
+  const fs::path tmp = root / (name + ".tmp-" + std::to_string(::getpid()));
+  {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec || !fs::is_directory(root))
+      fail("cannot create checkpoint directory {}: {}", root.string(), ec ? ec.message() : "exists and is not a directory");
+    fs::remove_all(tmp, ec);  // a leftover of this very process
+  }
+  try {
+    std::error_code ec;
+    if (!fs::create_directory(tmp, ec) || ec)
+      fail("cannot create {}: {}", tmp.string(), ec ? ec.message() : "already exists");
+
+    const nlohmann::json model_json = config::to_json(model_cfg);
+    std::map<std::string, Tensor> weights;
+    for (const auto& [pname, t] : params.all()) weights[pname] = t.detach();
+    io::save_safetensors((tmp / kModelFile).string(), weights,
+                         {{"format", "gta"}, {"config", model_json.dump()}, {"step", std::to_string(state.step)}});
+
+    const optim::AdamWState ost = opt.state();
+    io::save_safetensors((tmp / kOptimFile).string(), ost.tensors,
+                         {{"format", "gta-adamw"}, {"step", std::to_string(ost.step)}});
+
+    nlohmann::json j;
+    j["format"] = kTrainerFormat;
+    j["version"] = kCheckpointVersion;
+    j["step"] = state.step;
+    j["optimizer_step"] = ost.step;
+    j["rng"] = state.rng;
+    j["loader"] = state.loader;
+    j["config"] = state.config;
+    j["model_config"] = model_json;
+    j["extra"] = state.extra;
+    write_file_synced((tmp / kTrainerFile).string(), j.dump(2) + "\n");
+
+    sync_dir(tmp);
+    install_dir(tmp, final);
+    sync_dir(root);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fail("saving checkpoint {} failed (existing checkpoints are untouched): {}", final.string(), e.what());
+  }
+  prune(root, keep);
+  return final.string();
+}
+
+std::vector<CheckpointInfo> list_checkpoints(const std::string& out_dir) {
+  return list_in_root(checkpoints_root(out_dir));
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& out_dir) {
+  auto all = list_checkpoints(out_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().dir;
+}
+
+Checkpoint load_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  GTA_CHECK(fs::is_directory(dir, ec), "checkpoint {}: not a directory", dir);
+  const fs::path d(dir);
+  try {
+    Checkpoint ck;
+    ck.dir = dir;
+    for (const char* f : {kTrainerFile, kModelFile, kOptimFile})
+      GTA_CHECK(fs::is_regular_file(d / f, ec), "{}: missing (checkpoint {} is incomplete)", (d / f).string(), dir);
+
+    const std::string tpath = (d / kTrainerFile).string();
+    int64_t optimizer_step = -1;
+    const nlohmann::json tj = read_json_file(tpath);
+    ck.trainer = parse_trainer_json(tj, tpath, &optimizer_step);
+
+    const std::string mpath = (d / kModelFile).string();
+    io::SafetensorsFile mf = io::load_safetensors(mpath);
+    if (mf.metadata.count("config")) {
+      ck.model_config = config_from_metadata(mf.metadata, mpath);
+    } else {
+      GTA_CHECK(tj.contains("model_config"), "{}: no model config (metadata 'config'), and {} has no \"model_config\"",
+                mpath, tpath);
+      ck.model_config = config::model_config_from_json(tj["model_config"], tpath + " \"model_config\"");
+    }
+    ck.model = std::move(mf.tensors);
+
+    const std::string opath = (d / kOptimFile).string();
+    io::SafetensorsFile of = io::load_safetensors(opath);
+    ck.optimizer.step = parse_int_metadata(of.metadata, "step", opath);
+    GTA_CHECK(optimizer_step < 0 || optimizer_step == ck.optimizer.step,
+              "{}: optimizer step {} disagrees with {} (\"optimizer_step\" {})", opath, ck.optimizer.step, tpath,
+              optimizer_step);
+    ck.optimizer.tensors = std::move(of.tensors);
+    return ck;
+  } catch (const Error& e) {
+    // Point at the checkpoint to fall back to, when the run has an older complete one.
+    std::string hint;
+    const auto step = parse_step_name(d.filename().string());
+    if (step) {
+      try {
+        const auto all = list_in_root(d.parent_path());
+        for (auto it = all.rbegin(); it != all.rend(); ++it) {
+          if (it->step < *step) {
+            hint = fmt::format("\n(the previous checkpoint {} is still available: move {} away to resume from it)",
+                               it->dir, dir);
+            break;
+          }
+        }
+      } catch (const std::exception&) {
+      }
+    }
+    throw Error(e.what() + hint);
+  }
+}
+
+void restore_checkpoint(const Checkpoint& ckpt, nn::Params& params, optim::AdamW& opt) {
+  params.load(ckpt.model, (fs::path(ckpt.dir) / kModelFile).string());
+  opt.load_state(ckpt.optimizer, (fs::path(ckpt.dir) / kOptimFile).string());
+}
+
+ModelWeights load_model_weights(const std::string& path) {
+  std::error_code ec;
+  GTA_CHECK(fs::exists(path, ec), "{}: no such file or directory", path);
+  std::string file = path;
+  if (fs::is_directory(path, ec)) {
+    if (fs::is_regular_file(fs::path(path) / kModelFile, ec)) {
+      file = (fs::path(path) / kModelFile).string();
+    } else if (auto latest = latest_checkpoint(path)) {
+      file = (fs::path(*latest) / kModelFile).string();
+    } else {
+      fail("{}: neither a checkpoint directory (no {}) nor a run directory with complete checkpoints in {}", path,
+           kModelFile, checkpoints_root(path));
+    }
+  }
+  io::SafetensorsFile f = io::load_safetensors(file);
+  ModelWeights w;
+  w.source = file;
+  if (f.metadata.count("config")) w.config = config_from_metadata(f.metadata, file);
+  if (f.metadata.count("step")) w.step = parse_int_metadata(f.metadata, "step", file);
+  w.tensors = std::move(f.tensors);
+  return w;
+}
+
+std::unique_ptr<nn::Model> load_model(const std::string& path, DType dtype,
+                                      const std::optional<config::ModelConfig>& fallback) {
+  ModelWeights w = load_model_weights(path);
+  if (!w.config && !fallback)
+    fail("{}: no model config in its metadata (key 'config'); give the model config explicitly", w.source);
+  const config::ModelConfig cfg = w.config ? *w.config : *fallback;
+  auto model = std::make_unique<nn::Model>(cfg, dtype, 0);
+  model->params().load(w.tensors, w.source);
+  return model;
+}
+
+}  // namespace gta::train
