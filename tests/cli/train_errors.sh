@@ -6,8 +6,8 @@ set -euo pipefail
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 
-"$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out data --vocab-size 300 --quiet
-"$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out other --vocab-size 280 --quiet
+"$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out data --vocab-size 512 --quiet
+"$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out other --vocab-size 480 --quiet
 
 cat > run.yaml <<'YAML'
 model:
@@ -46,7 +46,7 @@ cp -r run/checkpoints saved
 expect_fail "missing shard" "nope.h5" -- "$GTA" train run.yaml --set data.train=nope.h5
 head -c 3000 /dev/urandom > corrupt.h5
 expect_fail "corrupt shard" "corrupt.h5" -- "$GTA" train run.yaml --set data.train=corrupt.h5
-python3 - <<'PY'
+/usr/bin/python3 - <<'PY'
 import h5py, numpy as np
 with h5py.File("float.h5", "w") as f:
     f.create_dataset("tokens", data=np.zeros(1000, dtype=np.float32))
