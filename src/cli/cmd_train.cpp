@@ -21,6 +21,7 @@ void run_train(const TrainArgs& a) {
   o.resume = a.resume;
   train::install_stop_signal_handlers();
   train::TrainSummary s = train::run_training(o);
+  if (!s.lead) return;
   std::printf("trained %lld steps: train loss %.4f", static_cast<long long>(s.steps_done), s.final_train_loss);
   if (s.final_val_loss >= 0) std::printf(", val loss %.4f, %.3f bits/byte", s.final_val_loss, s.final_val_bpb);
   std::printf("\ncheckpoint: %s\n", s.last_checkpoint.c_str());

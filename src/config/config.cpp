@@ -131,6 +131,12 @@ void visit_eval(E& e, F&& f) {
   f("batches", e.batches);
 }
 
+template <class D, class F>
+void visit_dist(D& d, F&& f) {
+  f("timeout_s", d.timeout_s);
+  f("bucket_mb", d.bucket_mb);
+}
+
 // Visits the sections of a run config (model excluded: it has the nested attention map).
 template <class R, class F>
 void visit_plain_sections(R& r, F&& f) {
@@ -139,10 +145,11 @@ void visit_plain_sections(R& r, F&& f) {
   f("optim", [&](auto&& g) { visit_optim(r.optim, g); });
   f("checkpoint", [&](auto&& g) { visit_checkpoint(r.checkpoint, g); });
   f("eval", [&](auto&& g) { visit_eval(r.eval, g); });
+  f("dist", [&](auto&& g) { visit_dist(r.dist, g); });
 }
 
 const std::vector<std::string>& section_names() {
-  static const std::vector<std::string> s = {"model", "data", "train", "optim", "checkpoint", "eval"};
+  static const std::vector<std::string> s = {"model", "data", "train", "optim", "checkpoint", "eval", "dist"};
   return s;
 }
 
@@ -484,7 +491,7 @@ void validate_run(const RunConfig& c, const Where& w) {
       fail("{}train.device: expected cpu, cuda, cuda:N or auto, got '{}' {}", w("train.device"), d,
            closest_hint(d, {"cpu", "cuda", "auto"}, false));
   }
-  one_of(t.dtype, {"f32", "bf16"}, "train.dtype", w);
+  one_of(t.dtype, {"f32", "bf16", "f64"}, "train.dtype", w);
   at_least("train.log_every", t.log_every, 1);
 
   const OptimConfig& o = c.optim;
@@ -506,6 +513,8 @@ void validate_run(const RunConfig& c, const Where& w) {
   at_least("checkpoint.keep", c.checkpoint.keep, 0, " (0 = keep all)");
   at_least("eval.every", c.eval.every, 0, " (0 = only at the end)");
   at_least("eval.batches", c.eval.batches, 1);
+  check(c.dist.timeout_s > 0 && std::isfinite(c.dist.timeout_s), "dist.timeout_s", "> 0", c.dist.timeout_s);
+  check(c.dist.bucket_mb > 0 && std::isfinite(c.dist.bucket_mb), "dist.bucket_mb", "> 0", c.dist.bucket_mb);
 }
 
 // ---- overrides: which key paths exist --------------------------------------------------------

@@ -91,7 +91,7 @@ struct TrainConfig {
   uint64_t seed = 1337;
   std::string out_dir = "runs/default";
   std::string device = "auto";  // cpu | cuda | cuda:N | auto
-  std::string dtype = "f32";    // f32 | bf16
+  std::string dtype = "f32";    // f32 | bf16 | f64 (f64: exactness checks on the CPU)
   int64_t log_every = 10;
 
   int64_t tokens_per_micro_batch(int world) const { return batch_size * seq_len * world; }
@@ -125,6 +125,12 @@ struct EvalConfig {
   bool operator==(const EvalConfig&) const = default;
 };
 
+struct DistConfig {
+  double timeout_s = 600;  // a collective that takes longer ends every rank with an error
+  double bucket_mb = 25;   // gradients are all-reduced in buckets of about this size
+  bool operator==(const DistConfig&) const = default;
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
@@ -132,6 +138,7 @@ struct RunConfig {
   OptimConfig optim;
   CheckpointConfig checkpoint;
   EvalConfig eval;
+  DistConfig dist;
   // Throws gta::Error naming the key and what was expected (model rules included).
   void validate() const;
   bool operator==(const RunConfig&) const = default;

@@ -51,10 +51,15 @@ std::string format_duration(double s) {
   return fmt::format("{}s", t);
 }
 
-Progress::Progress(int64_t first_step, int64_t total_steps)
-    : first_(first_step), total_(total_steps), tty_(isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {}
+Progress::Progress(int64_t first_step, int64_t total_steps, bool enabled)
+    : first_(first_step),
+      total_(total_steps),
+      enabled_(enabled),
+      tty_(isatty(STDERR_FILENO)),
+      start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t step, double loss, double lr, double tps, double grad_norm, bool force_newline) {
+  if (!enabled_) return;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double done = static_cast<double>(step - first_);
   const double eta = done > 0 ? elapsed / done * static_cast<double>(total_ - step) : -1;
@@ -72,6 +77,7 @@ void Progress::update(int64_t step, double loss, double lr, double tps, double g
 }
 
 void Progress::message(const std::string& line) {
+  if (!enabled_) return;
   std::fprintf(stderr, "%s%s\n", dirty_ ? "\r\x1b[K" : "", line.c_str());
   dirty_ = false;
   std::fflush(stderr);

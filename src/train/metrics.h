@@ -24,14 +24,15 @@ class MetricsLog {
 // "step 120/1000 | loss 3.1234 | lr 2.91e-04 | 12.3k tok/s | ETA 3m12s"
 class Progress {
  public:
-  Progress(int64_t first_step, int64_t total_steps);
+  // Silent when !enabled (ranks other than 0 of a data-parallel run).
+  Progress(int64_t first_step, int64_t total_steps, bool enabled = true);
   void update(int64_t step, double loss, double lr, double tokens_per_s, double grad_norm, bool force_newline);
   void message(const std::string& line);  // a full line that does not disturb the progress line
   void finish();
 
  private:
   int64_t first_, total_;
-  bool tty_, dirty_ = false;
+  bool enabled_, tty_, dirty_ = false;
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -11,6 +11,8 @@
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "dist/communicator.h"
+#include "dist/grad_sync.h"
 #include "infer/evaluate.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
@@ -64,16 +66,19 @@ void install_stop_signal_handlers() {
 
 bool stop_requested() { return g_stop.load(); }
 
-TrainSummary run_training(const TrainOptions& opts) {
+namespace {
+
+TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm) {
   config::RunConfig cfg = opts.config;
   const auto& tc = cfg.train;
   const Device device = resolve_device(tc.device);
-  GTA_CHECK(tc.dtype == "f32", "train.dtype '{}': the CPU backend trains in f32 (bf16 needs the CUDA backend)",
-            tc.dtype);
+  GTA_CHECK(tc.dtype != "bf16", "train.dtype bf16: the CPU backend trains in f32 or f64 (bf16 needs the CUDA backend)");
+  const DType dtype = dtype_from_name(tc.dtype);
   GTA_CHECK(!cfg.data.train.empty(), "{}: data.train is not set (shard file, directory or glob)", opts.config_source);
   GTA_CHECK(!cfg.data.tokenizer.empty(), "{}: data.tokenizer is not set (the SentencePiece model of the shards)",
             opts.config_source);
-  const int world = 1, rank = 0;
+  const int world = comm->world_size(), rank = comm->rank();
+  const bool lead = rank == 0;  // rank 0 logs, evaluates and writes checkpoints
 
   data::Tokenizer tok = data::Tokenizer::load(cfg.data.tokenizer);
   data::LoaderOptions lo;
@@ -101,14 +106,15 @@ TrainSummary run_training(const TrainOptions& opts) {
               config::to_json(ckpt->model_config).dump(), config::to_json(cfg.model).dump());
   }
 
-  fs::create_directories(tc.out_dir);
-  {
+  if (lead) {
+    fs::create_directories(tc.out_dir);
     std::ofstream(fs::path(tc.out_dir) / "config.yaml") << config::to_yaml(cfg);
     std::ofstream(fs::path(tc.out_dir) / "tokenizer.model", std::ios::binary) << tok.model_bytes();
   }
 
-  nn::Model model(cfg.model, DType::f32, tc.seed);
+  nn::Model model(cfg.model, dtype, tc.seed);
   optim::AdamW opt(model.params().all(), cfg.optim);
+  dist::GradSync grad_sync(*comm, model.params().all(), cfg.dist.bucket_mb);
   Rng rng(tc.seed ^ 0x5eedull);  // reserved for stochastic parts of training; checkpointed
   int64_t step = 0;
   double tokens_seen = 0;
@@ -121,19 +127,22 @@ TrainSummary run_training(const TrainOptions& opts) {
   }
 
   const nn::ModelStats stats = nn::model_stats(cfg.model, tc.seq_len);
-  MetricsLog metrics((fs::path(tc.out_dir) / "metrics.jsonl").string(), ckpt ? step : -1);
-  Progress progress(step, tc.steps);
-  progress.message(fmt::format("gta train: {} attention, {:.2f}M parameters, {} tokens/step ({} x {} x {} accum), "
-                               "{} steps{}",
+  std::optional<MetricsLog> metrics;
+  if (lead) metrics.emplace((fs::path(tc.out_dir) / "metrics.jsonl").string(), ckpt ? step : -1);
+  Progress progress(step, tc.steps, lead);
+  progress.message(fmt::format("gta train: {} attention, {:.2f}M parameters, {} tokens/step ({} x {} x {} accum x {} "
+                               "ranks, {}), {} steps{}",
                                cfg.model.attention.type, model.params().count() / 1e6, tokens_per_step,
-                               tc.batch_size, tc.seq_len, accum, tc.steps,
+                               tc.batch_size, tc.seq_len, accum, world, comm->name(), tc.steps,
                                ckpt ? fmt::format(", resuming from step {}", step) : ""));
-  if (!ckpt)
-    metrics.write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
+  if (lead && !ckpt)
+    metrics->write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
                    {"params", model.params().count()}, {"train_flops_per_token", stats.train_flops_per_token}});
 
   TrainSummary summary;
+  summary.lead = lead;
   auto save = [&](int64_t at_step) {
+    if (!lead) return;
     TrainerState st;
     st.step = at_step;
     st.loader = loader.state();
@@ -144,7 +153,7 @@ TrainSummary run_training(const TrainOptions& opts) {
     progress.message(fmt::format("checkpoint {}", summary.last_checkpoint));
   };
   auto validate = [&](int64_t at_step) {
-    if (cfg.data.val.empty()) return;
+    if (cfg.data.val.empty() || !lead) return;
     infer::EvalOptions eo;
     eo.batch_size = tc.batch_size;
     eo.seq_len = tc.seq_len;
@@ -153,7 +162,7 @@ TrainSummary run_training(const TrainOptions& opts) {
     infer::EvalResult r = infer::evaluate(model, {cfg.data.val}, eo);
     summary.final_val_loss = r.loss;
     summary.final_val_bpb = r.bits_per_byte;
-    metrics.write({{"step", at_step}, {"event", "eval"}, {"val_loss", r.loss}, {"val_ppl", r.perplexity},
+    metrics->write({{"step", at_step}, {"event", "eval"}, {"val_loss", r.loss}, {"val_ppl", r.perplexity},
                    {"val_bpb", std::isnan(r.bits_per_byte) ? nlohmann::json() : nlohmann::json(r.bits_per_byte)},
                    {"val_tokens", r.tokens}});
     progress.message(fmt::format("step {}: val loss {:.4f} | ppl {:.2f} | {:.3f} bits/byte", at_step, r.loss,
@@ -172,9 +181,11 @@ TrainSummary run_training(const TrainOptions& opts) {
       Tensor loss = model.loss(tokens);
       loss_sum += loss.item();
       // Mean over the global batch: each micro-batch contributes 1/accum of its mean.
+      grad_sync.set_sync(micro == accum - 1);  // communicate only after the last micro-batch
       (accum > 1 ? ops::scale(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
-    const double train_loss = loss_sum / static_cast<double>(accum);
+    grad_sync.finish();
+    const double train_loss = comm->sum(loss_sum) / static_cast<double>(accum * world);
     GTA_CHECK(std::isfinite(train_loss), "step {}: the training loss is {} (diverged); lower optim.lr or check the data",
               step + 1, train_loss);
     const double gnorm = optim::clip_grad_norm(model.params().all(), cfg.optim.grad_clip);
@@ -190,19 +201,18 @@ TrainSummary run_training(const TrainOptions& opts) {
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tps = secs > 0 ? static_cast<double>(window_tokens) / secs : 0;
-      metrics.write({{"step", step}, {"event", "train"}, {"loss", train_loss}, {"lr", lr}, {"grad_norm", gnorm},
+      if (lead)
+        metrics->write({{"step", step}, {"event", "train"}, {"loss", train_loss}, {"lr", lr}, {"grad_norm", gnorm},
                      {"tokens", tokens_seen}, {"tokens_per_s", tps}});
       progress.update(step, train_loss, lr, tps, gnorm, false);
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
     }
     if ((cfg.eval.every > 0 && step % cfg.eval.every == 0) || last) validate(step);
-    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last) {
-      save(step);
-    } else if (stop_requested()) {
-      save(step);
-    }
-    if (stop_requested() && !last) {
+    // Every rank stops after the same step when any of them was signalled.
+    const bool stop = world > 1 ? comm->max(stop_requested() ? 1.0 : 0.0) > 0 : stop_requested();
+    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last || stop) save(step);
+    if (stop && !last) {
       progress.message(fmt::format("stopped by signal after step {}; resume with --resume", step));
       summary.interrupted = true;
       break;
@@ -211,6 +221,20 @@ TrainSummary run_training(const TrainOptions& opts) {
   progress.finish();
   summary.steps_done = step;
   return summary;
+}
+
+}  // namespace
+
+TrainSummary run_training(const TrainOptions& opts) {
+  std::unique_ptr<dist::Communicator> comm =
+      dist::make_communicator(dist::detect_launch_env(), opts.config.dist.timeout_s);
+  try {
+    return train_with(opts, comm.get());
+  } catch (const std::exception& e) {
+    // One rank failing alone would leave the others waiting in a collective: end them all.
+    if (comm->world_size() > 1) comm->abort(e.what());
+    throw;
+  }
 }
 
 }  // namespace gta::train

@@ -20,6 +20,7 @@ struct TrainSummary {
   int64_t steps_done = 0;
   double final_train_loss = 0, final_val_loss = -1, final_val_bpb = -1;
   bool interrupted = false;
+  bool lead = true;  // this process is rank 0 (the one that reports)
   std::string last_checkpoint;
 };
 

@@ -1,0 +1,55 @@
+// Collective communication between the ranks of a data-parallel run.
+// One process per device; rank, world size and local rank come from the launcher's
+// environment (mpirun: Open MPI's OMPI_COMM_WORLD_*, MPICH/Hydra's PMI_*, Slurm's SLURM_*).
+// Implementations: LocalCommunicator (one process: every collective is the identity) and
+// MpiCommunicator (CPU tensors over MPI). Collectives on GPU tensors go through NCCL once the
+// CUDA backend trains (its communicator plugs in behind the same interface).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace gta::dist {
+
+struct LaunchEnv {
+  int rank = 0, world_size = 1, local_rank = 0;
+  std::string launcher = "none";  // "open-mpi", "pmi", "slurm" or "none"
+};
+// Reads the launcher's variables; a malformed value is an error naming the variable.
+LaunchEnv detect_launch_env();
+
+// An asynchronous collective in flight.
+class Work {
+ public:
+  virtual ~Work() = default;
+  // Blocks until done; a collective that does not finish within the communicator's timeout
+  // aborts every rank with an error (a peer crashed or stalled) instead of hanging.
+  virtual void wait() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual int local_rank() const = 0;
+  virtual std::string name() const = 0;
+  // In-place sum over ranks of a contiguous floating tensor.
+  virtual std::unique_ptr<Work> all_reduce_async(const Tensor& t) = 0;
+  void all_reduce(const Tensor& t) { all_reduce_async(t)->wait(); }
+  // Sum and maximum of one number over ranks.
+  virtual double sum(double v) = 0;
+  virtual double max(double v) = 0;
+  // Every rank receives root's bytes of a contiguous tensor.
+  virtual void broadcast(const Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+  // Ends every rank of the job with `message` (used when this rank hits a fatal error).
+  [[noreturn]] virtual void abort(const std::string& message) = 0;
+};
+
+// The communicator for this process: local for a single process, MPI when launched with
+// several ranks. `timeout_s` bounds every collective.
+std::unique_ptr<Communicator> make_communicator(const LaunchEnv& env, double timeout_s);
+
+}  // namespace gta::dist

@@ -1,0 +1,74 @@
+#include "dist/grad_sync.h"
+
+#include "core/error.h"
+#include "core/strided.h"
+#include "ops/ops.h"
+
+namespace gta::dist {
+
+GradSync::GradSync(Communicator& comm, const std::vector<std::pair<std::string, Tensor>>& params, double bucket_mb)
+    : comm_(comm), bucket_bytes_(static_cast<int64_t>(bucket_mb * 1024 * 1024)), alive_(std::make_shared<bool>(true)) {
+  for (const auto& [name, p] : params) {
+    const size_t index = params_.size();
+    params_.push_back(p);
+    std::weak_ptr<bool> alive = alive_;
+    Tensor(p).register_grad_ready_hook([this, index, alive](Tensor&) {
+      if (alive.lock()) on_ready(index);
+    });
+  }
+}
+
+GradSync::~GradSync() { *alive_ = false; }
+
+void GradSync::on_ready(size_t index) {
+  if (!sync_ || comm_.world_size() == 1) return;
+  open_.push_back(index);
+  open_bytes_ += static_cast<int64_t>(params_[index].nbytes());
+  if (open_bytes_ >= bucket_bytes_) launch_open_bucket();
+}
+
+void GradSync::launch_open_bucket() {
+  if (open_.empty()) return;
+  Bucket b;
+  b.members = std::move(open_);
+  open_.clear();
+  open_bytes_ = 0;
+  int64_t n = 0;
+  for (size_t i : b.members) n += params_[i].numel();
+  const Tensor& first = params_[b.members[0]].grad();
+  b.flat = Tensor::empty({n}, first.dtype(), first.device());
+  int64_t off = 0;
+  for (size_t i : b.members) {
+    Tensor g = params_[i].grad();
+    copy_strided(b.flat.slice(0, off, off + g.numel()), g.reshape({-1}));
+    off += g.numel();
+  }
+  b.work = comm_.all_reduce_async(b.flat);
+  in_flight_.push_back(std::move(b));
+}
+
+void GradSync::finish() {
+  if (comm_.world_size() == 1) return;
+  GTA_CHECK(sync_, "GradSync::finish() without a synchronising backward pass");
+  launch_open_bucket();
+  size_t reduced = 0;
+  for (const Bucket& b : in_flight_) reduced += b.members.size();
+  GTA_CHECK(reduced == params_.size(), "data parallel: {} of {} parameters received a gradient this step; every "
+            "parameter must take part in the loss on every rank", reduced, params_.size());
+  const double inv_world = 1.0 / comm_.world_size();
+  for (Bucket& b : in_flight_) {
+    b.work->wait();
+    Tensor avg = ops::scale(b.flat, inv_world);
+    int64_t off = 0;
+    for (size_t i : b.members) {
+      Tensor g = params_[i].grad();
+      copy_strided(g, avg.slice(0, off, off + g.numel()).reshape(g.shape()));
+      off += g.numel();
+    }
+  }
+  buckets_last_step_ = static_cast<int64_t>(in_flight_.size());
+  in_flight_.clear();
+  sync_ = false;
+}
+
+}  // namespace gta::dist
