@@ -82,3 +82,25 @@ for run in ["two", "mixed"]:
     assert d < 1e-6, (run, la, lb)
 PY
 echo "dist_mpi: ok"
+
+# Faults: a stalled rank (SIGSTOP) makes the other abort the job within dist.timeout_s; a crashed
+# rank (SIGKILL) ends the job. Never a silent hang.
+fault() {  # fault SIGNAL OUT_DIR
+  "${mpi[@]}" "$GTA" train run.yaml --set train.out_dir="$2" --set train.steps=1000000 --set checkpoint.every=2 \
+    --set dist.timeout_s=3 > "$2.log" 2>&1 &
+  local launcher=$! victim=""
+  for _ in $(seq 300); do [ -d "$2/checkpoints/step_000002" ] && break; sleep 0.1; done
+  victim=$(pgrep -P "$launcher" -f "gta train" | tail -n 1)
+  [ -n "$victim" ] || { echo "no rank process found"; kill "$launcher"; return 1; }
+  kill "-$1" "$victim"
+  local rc=0
+  for _ in $(seq 600); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$launcher" 2>/dev/null; then echo "job still running 60 s after SIG$1"; kill -9 "$launcher"; return 1; fi
+  wait "$launcher" || rc=$?
+  kill -CONT "$victim" 2>/dev/null || true
+  [ "$rc" -ne 0 ] || { echo "job exited 0 after SIG$1"; return 1; }
+}
+fault STOP stalled
+grep -q "did not complete within 3 s" stalled.log
+fault KILL crashed
+echo "dist_mpi faults: ok"
