@@ -301,10 +301,38 @@ TEST_F(Checkpoint, LoadsWeightsFromACheckpointARunOrABareFile) {
   EXPECT_NE(msg.find("config"), std::string::npos) << msg;
   auto m = train::load_model(bare, DType::f32, cfg_);
   EXPECT_TRUE(bits_equal(m->params().get("model.norm.weight"), model_.params().get("model.norm.weight")));
+  // The header-only look agrees with the full load, without reading the tensors.
+  for (const std::string& path : {d, out(), bare}) {
+    SCOPED_TRACE(path);
+    const train::ModelWeightsInfo info = train::resolve_model_weights(path);
+    const train::ModelWeights w = train::load_model_weights(path);
+    EXPECT_EQ(info.source, w.source);
+    EXPECT_EQ(info.config, w.config);
+    EXPECT_EQ(info.step, w.step);
+  }
+  EXPECT_EQ(train::resolve_model_weights(out()).source, (fs::path(d) / "model.safetensors").string());
+  EXPECT_EQ(train::resolve_model_weights(bare).step, -1);
+  // An exported model: a directory holding model.safetensors alone, accepted when named explicitly.
+  fs::create_directories(dir_ / "export");
+  fs::copy_file(fs::path(d) / "model.safetensors", dir_ / "export/model.safetensors");
+  EXPECT_EQ(train::load_model_weights((dir_ / "export").string()).source,
+            (dir_ / "export/model.safetensors").string());
   // Neither a checkpoint nor a run.
   const std::string msg2 = error_of([&] { train::load_model_weights(dir_.string() + "/nothing"); });
   EXPECT_NE(msg2.find("nothing"), std::string::npos) << msg2;
+  EXPECT_NE(msg2.find("no such file or directory"), std::string::npos) << msg2;
   fs::create_directories(dir_ / "empty_run");
   const std::string msg3 = error_of([&] { train::load_model_weights((dir_ / "empty_run").string()); });
   EXPECT_NE(msg3.find("empty_run"), std::string::npos) << msg3;
+  EXPECT_NE(msg3.find("not a checkpoint"), std::string::npos) << msg3;
+  // A run whose only checkpoint directory is incomplete (the one rule of list_checkpoints: all
+  // three files) has no checkpoint to load from, even though model.safetensors is there.
+  const fs::path partial = dir_ / "partial_run/checkpoints" / train::checkpoint_dir_name(5);
+  fs::create_directories(partial);
+  fs::copy_file(fs::path(d) / "model.safetensors", partial / "model.safetensors");
+  const std::string msg4 = error_of([&] { train::resolve_model_weights((dir_ / "partial_run").string()); });
+  EXPECT_NE(msg4.find("partial_run"), std::string::npos) << msg4;
+  EXPECT_NE(msg4.find("has no complete checkpoint"), std::string::npos) << msg4;
+  // ... while that directory itself, named explicitly, is read as it is.
+  EXPECT_EQ(train::resolve_model_weights(partial.string()).source, (partial / "model.safetensors").string());
 }

@@ -27,10 +27,12 @@
 #include "data/tokenizer.h"
 #include "infer/evaluate.h"
 #include "infer/generate.h"
-#include "infer/load.h"
 #include "infer/sampler.h"
+#include "infer/tokenizer_lookup.h"
 #include "io/safetensors.h"
 #include "nn/model.h"
+#include "optim/adamw.h"
+#include "train/checkpoint.h"
 
 namespace {
 
@@ -471,49 +473,67 @@ void save_model(const Model& m, const fs::path& path) {
   gta::io::save_safetensors(path.string(), t, {{"config", gta::config::to_json(m.config()).dump()}});
 }
 
+// A complete training checkpoint of `m` at `step` in run directory `run` (as the trainer writes
+// it: model.safetensors, optimizer.safetensors, trainer.json); returns its model.safetensors.
+std::string save_run_checkpoint(const Model& m, const fs::path& run, int64_t step) {
+  gta::optim::AdamW opt(m.params().all(), gta::config::OptimConfig{});
+  gta::train::TrainerState st;
+  st.step = step;
+  const std::string d = gta::train::save_checkpoint(run.string(), m, opt, st, 0);
+  return (fs::path(d) / "model.safetensors").string();
+}
+
 TEST(InferLoad, ResolvesRunDirsAndLoadsWeights) {
   const ModelConfig cfg = small_config("gha");
   Model old_m(cfg, DType::f32, 1), new_m(cfg, DType::f32, 2);
   fs::path run = fresh_dir("run");
-  save_model(old_m, run / "checkpoints/step_9/model.safetensors");
-  save_model(new_m, run / "checkpoints/step_12/model.safetensors");
+  save_run_checkpoint(old_m, run, 9);
+  const std::string newest = save_run_checkpoint(new_m, run, 12);
   fs::create_directories(run / "checkpoints/step_20.tmp");  // unfinished write: ignored
   fs::create_directories(run / "checkpoints/step_30");      // no weights: ignored
-  const std::string newest = (run / "checkpoints/step_12/model.safetensors").string();
-  EXPECT_EQ(gta::infer::resolve_weights(run.string()), newest);
-  EXPECT_EQ(gta::infer::resolve_weights((run / "checkpoints/step_12").string()), newest);
-  EXPECT_EQ(gta::infer::resolve_weights(newest), newest);
-  EXPECT_EQ(gta::infer::read_weights_config(newest), cfg);
+  save_model(old_m, run / "checkpoints/step_40/model.safetensors");  // weights alone (incomplete): ignored
+  const fs::path step12 = fs::path(newest).parent_path();
+  EXPECT_EQ(gta::train::resolve_model_weights(run.string()).source, newest);
+  EXPECT_EQ(gta::train::resolve_model_weights(step12.string()).source, newest);
+  EXPECT_EQ(gta::train::resolve_model_weights(newest).source, newest);
+  const gta::train::ModelWeightsInfo info = gta::train::resolve_model_weights(newest);
+  ASSERT_TRUE(info.config.has_value());
+  EXPECT_EQ(*info.config, cfg);
+  EXPECT_EQ(info.step, 12);
+  // A directory named explicitly is read as it is, complete or not (exported models hold only
+  // model.safetensors).
+  EXPECT_EQ(gta::train::resolve_model_weights((run / "checkpoints/step_40").string()).source,
+            (run / "checkpoints/step_40/model.safetensors").string());
 
-  auto lm = gta::infer::load_model(run.string(), DType::f64);
-  EXPECT_EQ(lm.weights_path, newest);
-  EXPECT_EQ(lm.model->config(), cfg);
+  EXPECT_EQ(gta::train::load_model_weights(run.string()).source, newest);
+  auto model = gta::train::load_model(run.string(), DType::f64);
+  EXPECT_EQ(model->config(), cfg);
   gta::autograd::NoGradGuard ng;
   Tensor tok = random_tokens(1, 6, 37, 1);
-  EXPECT_LE(max_diff(lm.model->forward(tok), new_m.forward(tok), 0, 6), 1e-6);
+  EXPECT_LE(max_diff(model->forward(tok), new_m.forward(tok), 0, 6), 1e-6);
 
   // Tokenizer lookup: beside the weights, else in the run directory.
   EXPECT_EQ(gta::infer::find_tokenizer(newest), "");
   std::ofstream(run / "tokenizer.model") << "x";
   EXPECT_EQ(fs::path(gta::infer::find_tokenizer(newest)), fs::absolute(run / "tokenizer.model"));
-  std::ofstream(run / "checkpoints/step_12/tokenizer.model") << "x";
-  EXPECT_EQ(fs::path(gta::infer::find_tokenizer(newest)), fs::absolute(run / "checkpoints/step_12/tokenizer.model"));
+  std::ofstream(step12 / "tokenizer.model") << "x";
+  EXPECT_EQ(fs::path(gta::infer::find_tokenizer(newest)), fs::absolute(step12 / "tokenizer.model"));
 }
 
 TEST(InferLoad, BadCheckpointsAreClearErrors) {
   fs::path dir = fresh_dir("bad");
   auto message = [](const std::string& path) -> std::string {
     try {
-      gta::infer::load_model(path);
+      gta::train::load_model(path);
     } catch (const gta::Error& e) {
       return e.what();
     }
     return "no error";
   };
-  EXPECT_NE(message((dir / "nope").string()).find("does not exist"), std::string::npos);
+  EXPECT_NE(message((dir / "nope").string()).find("no such file or directory"), std::string::npos);
   EXPECT_NE(message(dir.string()).find("not a checkpoint"), std::string::npos);
   fs::create_directories(dir / "run/checkpoints");
-  EXPECT_NE(message((dir / "run").string()).find("has no checkpoint"), std::string::npos);
+  EXPECT_NE(message((dir / "run").string()).find("has no complete checkpoint"), std::string::npos);
 
   const ModelConfig cfg = small_config("mla");
   Model m(cfg, DType::f32, 1);
@@ -534,7 +554,7 @@ TEST(InferLoad, BadCheckpointsAreClearErrors) {
   other.d_ff = 60;
   gta::io::save_safetensors((dir / "shape.safetensors").string(), t,
                             {{"config", gta::config::to_json(other).dump()}});
-  EXPECT_THROW(gta::infer::load_model((dir / "shape.safetensors").string()), gta::Error);
+  EXPECT_THROW(gta::train::load_model((dir / "shape.safetensors").string()), gta::Error);
 }
 
 // ---- the CLI end to end: a random model saved as a run, a trained tokenizer, real shards ----------
@@ -578,14 +598,14 @@ TEST(InferCli, EvalAndGenerateOnASavedRun) {
   auto tok = gta::data::Tokenizer::load((dir / "tok.model").string());
   ASSERT_EQ(tok.vocab_size(), 300);
 
-  // The run: <run>/tokenizer.model and <run>/checkpoints/step_4/model.safetensors; the model's
-  // vocabulary (320) is padded past the tokenizer's.
+  // The run: <run>/tokenizer.model and a complete checkpoint <run>/checkpoints/step_000004/; the
+  // model's vocabulary (320) is padded past the tokenizer's.
   const fs::path run = dir / "run";
   ModelConfig cfg = small_config("gta");
   cfg.vocab_size = 320;
   Model m(cfg, DType::f32, 9);
   randomize(m, 10);
-  save_model(m, run / "checkpoints/step_4/model.safetensors");
+  const std::string weights = save_run_checkpoint(m, run, 4);
   fs::copy_file(dir / "tok.model", run / "tokenizer.model");
   {
     gta::data::ShardWriter w((dir / "val.h5").string(), 300, tok.checksum());
@@ -611,7 +631,7 @@ TEST(InferCli, EvalAndGenerateOnASavedRun) {
   EXPECT_EQ(j["tokens"].get<int64_t>(), 3 * 4 * 16);
   EXPECT_NEAR(j["bits_per_byte"].get<double>(), want.bits_per_byte, 1e-9);
   EXPECT_GT(j["bits_per_byte"].get<double>(), 0);
-  EXPECT_EQ(j["checkpoint"].get<std::string>(), (run / "checkpoints/step_4/model.safetensors").string());
+  EXPECT_EQ(j["checkpoint"].get<std::string>(), weights);
   CmdResult ev_text = run_cmd(gta_bin + " eval " + run.string() + " --data " + (dir / "val.h5").string() + " --seq-len 16",
                         dir);
   ASSERT_EQ(ev_text.rc, 0) << ev_text.err;
@@ -641,7 +661,7 @@ TEST(InferCli, EvalAndGenerateOnASavedRun) {
   EXPECT_NE(gen.err.find("KV cache"), std::string::npos) << gen.err;
 
   // Sampling with a seed repeats; an explicit --tokenizer works for a bare weights file.
-  const std::string sample_cmd = gta_bin + " generate " + (run / "checkpoints/step_4/model.safetensors").string() +
+  const std::string sample_cmd = gta_bin + " generate " + weights +
                                  " --tokenizer " + (dir / "tok.model").string() +
                                  " -p 'dog' -n 5 --top-k 20 --top-p 0.9 --seed 3";
   CmdResult s1 = run_cmd(sample_cmd, dir), s2 = run_cmd(sample_cmd, dir);

@@ -9,7 +9,8 @@
 #include "core/sha256.h"
 #include "data/loader.h"
 #include "infer/evaluate.h"
-#include "infer/load.h"
+#include "infer/tokenizer_lookup.h"
+#include "train/checkpoint.h"
 
 namespace gta::cli {
 
@@ -27,23 +28,25 @@ void run_eval(const EvalCliOptions& o) {
   GTA_CHECK(o.eval.seq_len >= 1, "--seq-len must be >= 1, got {}", o.eval.seq_len);
   GTA_CHECK(o.eval.max_batches >= 0, "--batches must be >= 0 (0 = every window), got {}", o.eval.max_batches);
   data::expand_shard_paths(o.data);  // a missing shard fails before the (slower) weight load
-  infer::LoadedModel lm = infer::load_model(o.checkpoint);
+  // Resolved once, so the run's newest checkpoint cannot change between the lookups below.
+  const std::string weights = train::resolve_model_weights(o.checkpoint).source;
+  std::unique_ptr<nn::Model> model = train::load_model(weights);
   infer::EvalOptions eo = o.eval;
-  const std::string tok = infer::find_tokenizer(lm.weights_path);  // the tokenizer of the run, if recorded
+  const std::string tok = infer::find_tokenizer(weights);  // the tokenizer of the run, if recorded
   if (!tok.empty()) eo.tokenizer_sha256 = sha256_file(tok);
-  infer::EvalResult r = infer::evaluate(*lm.model, o.data, eo);
-  const config::ModelConfig& cfg = lm.model->config();
+  infer::EvalResult r = infer::evaluate(*model, o.data, eo);
+  const config::ModelConfig& cfg = model->config();
   if (o.json) {
     nlohmann::json j = r.to_json();
-    j["checkpoint"] = lm.weights_path;
+    j["checkpoint"] = weights;
     j["attention"] = cfg.attention.type;
     j["seq_len"] = o.eval.seq_len;
     j["batch_size"] = o.eval.batch_size;
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("checkpoint      %s (%s attention, %lld parameters)\n", lm.weights_path.c_str(),
-              cfg.attention.type.c_str(), static_cast<long long>(lm.model->params().count()));
+  std::printf("checkpoint      %s (%s attention, %lld parameters)\n", weights.c_str(),
+              cfg.attention.type.c_str(), static_cast<long long>(model->params().count()));
   std::printf("data            %zu shard(s), %lld windows of %lld tokens; evaluated %lld in %lld batches\n",
               r.shards.size(), static_cast<long long>(r.total_windows), static_cast<long long>(o.eval.seq_len),
               static_cast<long long>(r.windows), static_cast<long long>(r.batches));

@@ -9,7 +9,8 @@
 #include "core/error.h"
 #include "data/tokenizer.h"
 #include "infer/generate.h"
-#include "infer/load.h"
+#include "infer/tokenizer_lookup.h"
+#include "train/checkpoint.h"
 
 namespace gta::cli {
 
@@ -27,8 +28,11 @@ void run_generate(const GenerateCliOptions& o) {
   GTA_CHECK(o.gen.prefill_chunk >= 0, "--prefill-chunk must be >= 0, got {}", o.gen.prefill_chunk);
   o.gen.sampling.validate();
   // Check the checkpoint's header and the tokenizer before the (slower) weight load.
-  const std::string weights = infer::resolve_weights(o.checkpoint);
-  const int64_t V = infer::read_weights_config(weights).vocab_size;
+  const train::ModelWeightsInfo info = train::resolve_model_weights(o.checkpoint);
+  const std::string& weights = info.source;
+  GTA_CHECK(info.config.has_value(), "{}: no model config in its metadata (key 'config'; not written by gta?)",
+            weights);
+  const int64_t V = info.config->vocab_size;
   std::string tok_path = o.tokenizer;
   if (tok_path.empty()) {
     tok_path = infer::find_tokenizer(weights);
@@ -42,7 +46,7 @@ void run_generate(const GenerateCliOptions& o) {
             "tokenizer {} has {} tokens but the model's vocabulary ({}) is {}: not the tokenizer this model was "
             "trained with",
             tok_path, tok.vocab_size(), weights, V);
-  infer::LoadedModel lm = infer::load_model(weights);
+  std::unique_ptr<nn::Model> model = train::load_model(weights);
 
   // Training documents follow an EOS, so the prompt does too (when the tokenizer has one).
   std::vector<int32_t> prompt;
@@ -53,7 +57,7 @@ void run_generate(const GenerateCliOptions& o) {
   gen.eos_id = tok.eos_id();
   gen.sampling.vocab_limit = tok.vocab_size();  // ids past the tokenizer cannot be decoded
   infer::GenerateResult res =
-      infer::generate(*lm.model, std::vector<std::vector<int32_t>>(static_cast<size_t>(o.num_samples), prompt), gen);
+      infer::generate(*model, std::vector<std::vector<int32_t>>(static_cast<size_t>(o.num_samples), prompt), gen);
 
   for (size_t s = 0; s < res.tokens.size(); ++s) {
     if (res.tokens.size() > 1) std::printf("%s--- sample %zu ---\n", s ? "\n" : "", s + 1);
@@ -67,7 +71,7 @@ void run_generate(const GenerateCliOptions& o) {
   std::fprintf(stderr,
                "[%s attention] prefill %lld tokens (%lld x %lld) at %.1f tokens/s; decode %lld tokens at %.1f "
                "tokens/s; KV cache %lld bytes\n",
-               lm.model->config().attention.type.c_str(), static_cast<long long>(st.prefill_tokens),
+               model->config().attention.type.c_str(), static_cast<long long>(st.prefill_tokens),
                static_cast<long long>(st.batch), static_cast<long long>(st.prompt_len), st.prefill_tokens_per_s(),
                static_cast<long long>(st.decode_tokens), st.decode_tokens_per_s(),
                static_cast<long long>(st.kv_cache_bytes));

@@ -355,25 +355,55 @@ void restore_checkpoint(const Checkpoint& ckpt, nn::Params& params, optim::AdamW
   opt.load_state(ckpt.optimizer, (fs::path(ckpt.dir) / kOptimFile).string());
 }
 
-ModelWeights load_model_weights(const std::string& path) {
+namespace {
+
+// The .safetensors file `path` refers to (see resolve_model_weights in checkpoint.h).
+std::string resolve_weights_file(const std::string& path) {
   std::error_code ec;
-  GTA_CHECK(fs::exists(path, ec), "{}: no such file or directory", path);
-  std::string file = path;
-  if (fs::is_directory(path, ec)) {
-    if (fs::is_regular_file(fs::path(path) / kModelFile, ec)) {
-      file = (fs::path(path) / kModelFile).string();
-    } else if (auto latest = latest_checkpoint(path)) {
-      file = (fs::path(*latest) / kModelFile).string();
-    } else {
-      fail("{}: neither a checkpoint directory (no {}) nor a run directory with complete checkpoints in {}", path,
-           kModelFile, checkpoints_root(path));
-    }
+  const fs::path p(path);
+  if (!fs::exists(p, ec))
+    fail("{}: no such file or directory (expected a .safetensors file, a checkpoint directory or a run directory)",
+         path);
+  if (fs::is_regular_file(p, ec)) return path;
+  GTA_CHECK(fs::is_directory(p, ec), "{}: neither a file nor a directory", path);
+  if (fs::is_regular_file(p / kModelFile, ec)) return (p / kModelFile).string();
+  const std::string root = checkpoints_root(path);
+  if (fs::is_directory(root, ec)) {
+    const auto latest = latest_checkpoint(path);
+    GTA_CHECK(latest.has_value(),
+              "{}: run directory has no complete checkpoint in {} (a step_N/ directory holding {}, {} and {})", path,
+              root, kModelFile, kOptimFile, kTrainerFile);
+    return (fs::path(*latest) / kModelFile).string();
   }
+  fail("{}: not a checkpoint: no {} in it and no checkpoints/ directory (expected a .safetensors file, a directory "
+       "holding {}, or a run directory with checkpoints/step_N/)",
+       path, kModelFile, kModelFile);
+}
+
+ModelWeightsInfo weights_info(const std::map<std::string, std::string>& md, const std::string& file) {
+  ModelWeightsInfo w;
+  w.source = file;
+  if (md.count("config")) {
+    w.config = config_from_metadata(md, file);
+    GTA_CHECK(w.config->vocab_size > 0, "{}: metadata 'config' has no vocab_size", file);
+  }
+  if (md.count("step")) w.step = parse_int_metadata(md, "step", file);
+  return w;
+}
+
+}  // namespace
+
+ModelWeightsInfo resolve_model_weights(const std::string& path) {
+  const std::string file = resolve_weights_file(path);
+  return weights_info(io::read_safetensors_header(file).metadata, file);
+}
+
+ModelWeights load_model_weights(const std::string& path) {
+  const std::string file = resolve_weights_file(path);
   io::SafetensorsFile f = io::load_safetensors(file);
   ModelWeights w;
-  w.source = file;
-  if (f.metadata.count("config")) w.config = config_from_metadata(f.metadata, file);
-  if (f.metadata.count("step")) w.step = parse_int_metadata(f.metadata, "step", file);
+  // Config and step from the very file whose tensors are returned (not a separate header read).
+  static_cast<ModelWeightsInfo&>(w) = weights_info(f.metadata, file);
   w.tensors = std::move(f.tensors);
   return w;
 }
@@ -382,7 +412,7 @@ std::unique_ptr<nn::Model> load_model(const std::string& path, DType dtype,
                                       const std::optional<config::ModelConfig>& fallback) {
   ModelWeights w = load_model_weights(path);
   if (!w.config && !fallback)
-    fail("{}: no model config in its metadata (key 'config'); give the model config explicitly", w.source);
+    fail("{}: no model config in its metadata (key 'config'; not written by gta?) and none was given", w.source);
   const config::ModelConfig cfg = w.config ? *w.config : *fallback;
   auto model = std::make_unique<nn::Model>(cfg, dtype, 0);
   model->params().load(w.tensors, w.source);

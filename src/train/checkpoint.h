@@ -89,19 +89,34 @@ Checkpoint load_checkpoint(const std::string& dir);
 // loader and RNG from checkpoint.trainer). Errors name the checkpoint's files.
 void restore_checkpoint(const Checkpoint& ckpt, nn::Params& params, optim::AdamW& opt);
 
-// Weights for `gta eval` / `gta generate`: `path` is a checkpoint directory, a run directory
-// (its latest checkpoint), or a .safetensors file. `config` comes from the file's "config"
-// metadata (absent for foreign files without it).
-struct ModelWeights {
-  std::string source;  // the .safetensors file read
-  std::map<std::string, Tensor> tensors;
+// Weights for inference (`gta eval`, `gta generate`). `path` may be
+//   - a .safetensors file: a checkpoint's model.safetensors, an exported model, a foreign file;
+//   - a directory holding model.safetensors, taken as it is: a checkpoint directory, or an
+//     exported model (a directory with model.safetensors alone); only the weights are read, so a
+//     directory named explicitly need not be a complete checkpoint;
+//   - a run directory (an out_dir, no model.safetensors of its own): the model.safetensors of its
+//     newest complete checkpoint (list_checkpoints: step_<digits> holding all three files;
+//     .tmp-* and incomplete directories are ignored, exactly as for resuming).
+// The config comes from the file's "config" metadata (absent for foreign files without it), the
+// step from its "step" metadata. Errors (gta::Error) name the path and say what was looked for.
+struct ModelWeightsInfo {
+  std::string source;  // the .safetensors file `path` refers to
   std::optional<config::ModelConfig> config;
   int64_t step = -1;  // the checkpoint's step, -1 when unknown
 };
+// Resolves `path` and reads the file's header only (no tensor data): a cheap look at the config
+// and vocabulary before the weight load.
+ModelWeightsInfo resolve_model_weights(const std::string& path);
+
+struct ModelWeights : ModelWeightsInfo {
+  std::map<std::string, Tensor> tensors;  // HF names -> tensors (CPU, stored dtype)
+};
+// Resolves `path` (as resolve_model_weights) and reads the whole file.
 ModelWeights load_model_weights(const std::string& path);
 
 // Builds a model from load_model_weights(path): its config (or `fallback` when the file has
-// none; an error when neither exists) and its weights (converted to `dtype`).
+// none; an error when neither exists) and its weights (converted to `dtype`). Errors name the
+// file and what was wrong (missing, truncated, no or bad config, shapes that do not match).
 std::unique_ptr<nn::Model> load_model(const std::string& path, DType dtype = DType::f32,
                                       const std::optional<config::ModelConfig>& fallback = std::nullopt);
 

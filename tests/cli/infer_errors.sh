@@ -39,12 +39,12 @@ printf 'some text\n' >"$tmp/data.txt"
 
 for cmd in eval generate; do
   if [[ $cmd == eval ]]; then extra=(--data "$tmp/data.txt"); else extra=(--prompt hello); fi
-  expect_fail "does not exist" "$GTA" $cmd "$tmp/missing" "${extra[@]}"
+  expect_fail "no such file or directory" "$GTA" $cmd "$tmp/missing" "${extra[@]}"
   expect_fail "truncated" "$GTA" $cmd "$tmp/cut.safetensors" "${extra[@]}"
   expect_fail "file too short" "$GTA" $cmd "$tmp/tiny.safetensors" "${extra[@]}"
   expect_fail "run past the data buffer" "$GTA" $cmd "$tmp/short_data.safetensors" "${extra[@]}"
   expect_fail "not a checkpoint" "$GTA" $cmd "$tmp/empty_dir" "${extra[@]}"
-  expect_fail "has no checkpoint" "$GTA" $cmd "$tmp/run" "${extra[@]}"
+  expect_fail "has no complete checkpoint" "$GTA" $cmd "$tmp/run" "${extra[@]}"
   expect_fail "--no-such-flag" "$GTA" $cmd "$tmp/ckpt" "${extra[@]}" --no-such-flag
 done
 # Required options and values out of range.
