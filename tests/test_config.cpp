@@ -299,7 +299,7 @@ TEST(Config, BadValuesNameKeyAndLine) {
   bad("train:\n  batch_size: 0\n", {"train.batch_size must be >= 1"});
   bad("train:\n  seq_len: 0\n", {"train.seq_len must be >= 1"});
   bad("train:\n  log_every: 0\n", {"train.log_every must be >= 1"});
-  bad("train:\n  dtype: fp16\n", {":11:10", "train.dtype: expected one of f32, bf16, got 'fp16'"});
+  bad("train:\n  dtype: fp16\n", {":11:10", "train.dtype: expected one of f32, bf16, f64, got 'fp16'"});
   bad("train:\n  device: gpu\n", {"train.device: expected cpu, cuda, cuda:N or auto, got 'gpu'"});
   bad("train:\n  out_dir: ''\n", {"train.out_dir must not be empty"});
   bad("train:\n  batch_size: 4\n  seq_len: 16\n  global_batch_tokens: 100\n",
