@@ -7,6 +7,7 @@ namespace gta::cli {
 void register_prepare(CLI::App& app);
 void register_info(CLI::App& app);
 void register_train(CLI::App& app);
+void register_bench(CLI::App& app);
 void register_golden_check(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   gta::cli::register_prepare(app);
   gta::cli::register_info(app);
   gta::cli::register_train(app);
+  gta::cli::register_bench(app);
   gta::cli::register_golden_check(app);
   gta::cli::register_eval(app);
   gta::cli::register_generate(app);

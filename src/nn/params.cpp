@@ -61,4 +61,18 @@ void Params::load(const std::map<std::string, Tensor>& tensors, const std::strin
   }
 }
 
+void Params::move_to(Device device) {
+  for (auto& [name, t] : list_) {
+    if (t.device() == device) continue;
+    Tensor moved = t.detach().contiguous().to(device);
+    TensorImpl* impl = t.impl();
+    impl->storage = moved.storage();
+    impl->offset = moved.offset();
+    impl->strides = moved.strides();
+    impl->grad.reset();
+  }
+}
+
+Device Params::device() const { return list_.empty() ? Device::cpu() : list_.front().second.device(); }
+
 }  // namespace gta::nn

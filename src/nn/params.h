@@ -29,6 +29,11 @@ class Params {
   void load(const std::map<std::string, Tensor>& tensors, const std::string& source,
             const std::vector<std::string>& ignore_prefixes = {});
 
+  // Moves every parameter's storage to `device` in place: the handles the modules hold stay
+  // valid (and tied tensors stay tied). Gradients are dropped.
+  void move_to(Device device);
+  Device device() const;
+
  private:
   DType dtype_;
   Rng* rng_;
