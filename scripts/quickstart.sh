@@ -29,6 +29,6 @@ echo "== evaluate on the held-out speeches"
 
 echo "== samples"
 for prompt in "ROMEO:" "First Citizen:"; do
-  "$gta" generate runs/quickstart --prompt "$prompt" --max-new-tokens 120 --temperature 0.8 --top-k 50 --seed 1
+  "$gta" generate runs/quickstart --prompt "$prompt" --max-new-tokens 150 --temperature 0.8 --top-k 50 --seed 1 --across-documents
   echo "----"
 done

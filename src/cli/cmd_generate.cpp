@@ -19,6 +19,7 @@ namespace {
 struct GenerateCliOptions {
   std::string checkpoint, prompt, tokenizer;
   int64_t num_samples = 1;
+  bool across_documents = false;
   infer::GenerateOptions gen;
 };
 
@@ -54,7 +55,9 @@ void run_generate(const GenerateCliOptions& o) {
   const size_t n_prefix = prompt.size();
   tok.encode_append(o.prompt, prompt);
   infer::GenerateOptions gen = o.gen;
-  gen.eos_id = tok.eos_id();
+  // By default a sample ends with its document (EOS); --across-documents keeps going and prints
+  // each document boundary as a blank line.
+  gen.eos_id = o.across_documents ? -1 : tok.eos_id();
   gen.sampling.vocab_limit = tok.vocab_size();  // ids past the tokenizer cannot be decoded
   infer::GenerateResult res =
       infer::generate(*model, std::vector<std::vector<int32_t>>(static_cast<size_t>(o.num_samples), prompt), gen);
@@ -62,9 +65,17 @@ void run_generate(const GenerateCliOptions& o) {
   for (size_t s = 0; s < res.tokens.size(); ++s) {
     if (res.tokens.size() > 1) std::printf("%s--- sample %zu ---\n", s ? "\n" : "", s + 1);
     std::vector<int32_t> ids(prompt.begin() + static_cast<std::ptrdiff_t>(n_prefix), prompt.end());
-    for (int32_t t : res.tokens[s])
-      if (t != tok.eos_id()) ids.push_back(t);
-    std::printf("%s\n", tok.decode(ids).c_str());
+    std::string text;
+    for (int32_t t : res.tokens[s]) {
+      if (t != tok.eos_id()) {
+        ids.push_back(t);
+        continue;
+      }
+      text += tok.decode(ids) + "\n\n";
+      ids.clear();
+    }
+    text += tok.decode(ids);
+    std::printf("%s\n", text.c_str());
   }
   std::fflush(stdout);
   const infer::GenerateStats& st = res.stats;
@@ -100,6 +111,8 @@ void register_generate(CLI::App& app) {
                   "SentencePiece model (default: tokenizer.model beside the checkpoint or in its run directory)");
   cmd->add_option("--num-samples", o->num_samples, "Continuations decoded together as one batch")
       ->capture_default_str();
+  cmd->add_flag("--across-documents", o->across_documents,
+                "Do not stop at the end of a document (EOS); print document boundaries as blank lines");
   cmd->add_option("--prefill-chunk", o->gen.prefill_chunk, "Prompt tokens per prefill forward (0: all at once)")
       ->capture_default_str();
   cmd->callback([o] { run_generate(*o); });
