@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# On a CUDA machine: build, run the test suite (GPU tests included), then a short training
+# benchmark of GTA-S and GQA-S (B8 T2048, random tokens): tokens/s, model TFLOP/s and MFU
+# (FLOPs from `gta info`, peak 989 TFLOP/s = H100 SXM dense bf16). Writes a report to
+# ${OUT:-gpu-check}/report.md with the card, commit and date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-check}
+mkdir -p "$out"
+generator=(); command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log"
+cmake --build build-gpu --parallel "$(nproc)" > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+status=0
+ctest --test-dir build-gpu --output-on-failure --parallel 4 > "$out/ctest.log" 2>&1 || status=$?
+tail -5 "$out/ctest.log"
+
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+{
+  echo "# gpu_check $(date -u +%Y-%m-%d) on ${card:-unknown GPU}, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "ctest: $(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -n 1)"
+  echo
+  echo "| model | device | batch x seq | tokens/s | model TFLOP/s | MFU |"
+  echo "|---|---|---|---|---|---|"
+  for m in gta gqa; do
+    j=$(build-gpu/gta bench train "configs/models/s/$m.yaml" --device cuda --batch 8 --seq-len 2048 --steps 10 \
+        --warmup 3 --peak-tflops 989 --json 2> "$out/bench_$m.err") || { echo "| $m-S | bench failed: $(tail -n 1 "$out/bench_$m.err") |"; continue; }
+    echo "$j" > "$out/bench_$m.json"
+    /usr/bin/env python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(f\"| {sys.argv[2]}-S | {r['device']} | 8 x 2048 | {r['tokens_per_s']:.0f} | {r['model_tflops']:.1f} | {100*r.get('mfu',0):.1f}% |\")" "$j" "$m"
+  done
+} | tee "$out/report.md"
+exit $status
