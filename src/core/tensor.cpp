@@ -7,6 +7,10 @@
 #include "core/error.h"
 #include "core/strided.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/copy.h"
+#endif
 
 namespace gta {
 
@@ -257,6 +261,17 @@ Tensor Tensor::to(Device dev) const {
 // ---- strided copy ----
 void copy_strided(const Tensor& dst, const Tensor& src) {
   GTA_CHECK(dst.shape() == src.shape(), "copy: shape {} into {}", shape_str(src.shape()), shape_str(dst.shape()));
+#ifdef GTA_WITH_CUDA
+  if (dst.device().is_cuda() || src.device().is_cuda()) {
+    GTA_CHECK(dst.device() == src.device(), "strided copy between {} and {}: move one with .to(device) first",
+              src.str(), dst.str());
+    if (dst.numel() == 0) return;
+    cuda::DeviceGuard guard(dst.device().index);
+    kernels::copy_strided(dst.dtype(), dst.raw_data(), dst.strides().data(), src.dtype(), src.raw_data(),
+                          src.strides().data(), dst.shape().data(), dst.ndim());
+    return;
+  }
+#endif
   GTA_CHECK(dst.device().is_cpu() && src.device().is_cpu(), "strided copy between {} and {} is CPU-only",
             src.str(), dst.str());
   const int n = dst.ndim();

@@ -1,4 +1,5 @@
-// Concatenation along one dimension; its backward slices the gradient back apart.
+// Concatenation along one dimension; its backward slices the gradient back apart. Works on any
+// device: each input is a strided copy into its slice of the output (copy_strided dispatches).
 #include "autograd/node.h"
 #include "core/strided.h"
 #include "ops/dispatch.h"
@@ -16,8 +17,8 @@ Tensor cat(const std::vector<Tensor>& xs, int dim) {
   shape[d] = 0;
   std::vector<int64_t> starts;
   for (const Tensor& x : xs) {
-    require_cpu("cat", x);
     require_same_dtype("cat", first, x);
+    GTA_CHECK(x.device() == first.device(), "cat: inputs on different devices: {} and {}", first.str(), x.str());
     GTA_CHECK(x.ndim() == n, "cat: {} and {} differ in rank", first.str(), x.str());
     for (int i = 0; i < n; ++i)
       GTA_CHECK(i == d || x.shape()[i] == first.shape()[i], "cat along {}: {} and {} differ in dim {}", d,
@@ -25,7 +26,7 @@ Tensor cat(const std::vector<Tensor>& xs, int dim) {
     starts.push_back(shape[d]);
     shape[d] += x.shape()[d];
   }
-  Tensor out = Tensor::empty(shape, first.dtype());
+  Tensor out = Tensor::empty(shape, first.dtype(), first.device());
   for (size_t i = 0; i < xs.size(); ++i)
     copy_strided(out.slice(d, starts[i], starts[i] + xs[i].shape()[d]), xs[i]);
   autograd::record(out, "cat", xs, [starts, d, shape](const Tensor& g) {

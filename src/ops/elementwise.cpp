@@ -2,6 +2,9 @@
 //   add: d/da = g, d/db = g        (each summed back to its input's shape)
 //   mul: d/da = g*b, d/db = g*a
 //   sigmoid: s = 1/(1+e^-x), ds/dx = s(1-s);  silu: x*s, d/dx = s(1 + x(1-s))
+// Every entry point (and every backward, which receives gradients on the inputs' device)
+// dispatches on the device: CUDA tensors go to kernels/elementwise.cu (f32, bf16, f64), CPU
+// tensors to the loops here (f32, f64).
 #include <algorithm>
 #include <cmath>
 
@@ -9,6 +12,10 @@
 #include "core/strided.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/elementwise.h"
+#endif
 
 namespace gta::ops {
 
@@ -58,11 +65,61 @@ inline T apply(BinOp op, T x, T y) {
   return x;
 }
 
+#ifdef GTA_WITH_CUDA
+namespace gpu {
+
+kernels::BinaryOp kernel_op(BinOp op) {
+  switch (op) {
+    case BinOp::add: return kernels::BinaryOp::add;
+    case BinOp::sub: return kernels::BinaryOp::sub;
+    case BinOp::mul: return kernels::BinaryOp::mul;
+  }
+  return kernels::BinaryOp::add;
+}
+
+Tensor binary(BinOp op, const Tensor& a, const Tensor& b, const Shape& shape) {
+  cuda::DeviceGuard guard(a.device().index);
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  const Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
+  kernels::binary(kernel_op(op), a.dtype(), out.raw_data(), a.raw_data(), sa.data(), b.raw_data(), sb.data(),
+                  shape.data(), static_cast<int>(shape.size()));
+  return out;
+}
+
+Tensor unary(kernels::UnaryOp op, const Tensor& x, double alpha = 0) {
+  cuda::DeviceGuard guard(x.device().index);
+  Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  kernels::unary(op, x.dtype(), out.raw_data(), xc.raw_data(), x.numel(), alpha);
+  return out;
+}
+
+// The backward of an elementwise op: dx = f(g, saved) with saved contiguous on g's device.
+template <typename Launch>
+Tensor backward_map(const Tensor& g, const Tensor& saved, Launch&& launch) {
+  cuda::DeviceGuard guard(g.device().index);
+  Tensor gc = g.contiguous();
+  Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());
+  launch(g.dtype(), dx.raw_data(), gc.raw_data(), saved.raw_data(), g.numel());
+  return dx;
+}
+
+}  // namespace gpu
+#endif
+
+inline void require_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  GTA_CHECK(a.device() == b.device(), "{}: inputs on different devices: {} and {}", op, a.str(), b.str());
+}
+
 Tensor binary_forward(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
-  require_cpu(name, a);
-  require_cpu(name, b);
+  require_same_device(name, a, b);
   require_same_dtype(name, a, b);
   Shape shape = broadcast_shape(name, a.shape(), b.shape());
+#ifdef GTA_WITH_CUDA
+  if (a.device().is_cuda()) return gpu::binary(op, a, b, shape);
+#endif
+  require_cpu(name, a);
+  require_cpu(name, b);
   Tensor out = Tensor::empty(shape, a.dtype());
   const int64_t n = out.numel();
   dispatch_float(name, a.dtype(), [&](auto tag) {
@@ -109,6 +166,43 @@ inline T sigmoid_of(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
+#ifdef GTA_WITH_CUDA
+// sum_to on the GPU: g's dimensions (size-1 ones dropped) form runs of kept and of reduced
+// dimensions; each pass reduces the innermost remaining reduced run of the contiguous tensor,
+// seen as [P, R, Q], to [P, Q]. Intermediate passes keep fp32 (fp64) partials.
+Tensor gpu_sum_to(const Tensor& g, const Shape& shape) {
+  cuda::DeviceGuard guard(g.device().index);
+  Tensor cur = g.contiguous();
+  const int gn = g.ndim(), lead = gn - static_cast<int>(shape.size());
+  std::vector<std::pair<int64_t, bool>> runs;  // (size, reduced)
+  for (int i = 0; i < gn; ++i) {
+    const int64_t gd = g.shape()[i], td = i >= lead ? shape[i - lead] : 1;
+    if (gd == 1) continue;
+    const bool reduced = td == 1;
+    if (!runs.empty() && runs.back().second == reduced)
+      runs.back().first *= gd;
+    else
+      runs.push_back({gd, reduced});
+  }
+  const DType acc = g.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  for (;;) {
+    int last = -1, n_reduced = 0;
+    for (int i = 0; i < static_cast<int>(runs.size()); ++i)
+      if (runs[i].second) last = i, ++n_reduced;
+    if (last < 0) break;
+    int64_t P = 1, Q = 1;
+    for (int i = 0; i < last; ++i) P *= runs[i].first;
+    for (int i = last + 1; i < static_cast<int>(runs.size()); ++i) Q *= runs[i].first;
+    const DType out_dtype = n_reduced == 1 ? g.dtype() : acc;
+    Tensor next = Tensor::empty({P * Q}, out_dtype, g.device());
+    kernels::sum_middle(cur.dtype(), cur.raw_data(), out_dtype, next.raw_data(), P, runs[last].first, Q);
+    runs.erase(runs.begin() + last);
+    cur = next;
+  }
+  return make_view(cur, shape, contiguous_strides(shape), cur.offset());
+}
+#endif
+
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
@@ -140,12 +234,29 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor scale(const Tensor& a, double s) {
+#ifdef GTA_WITH_CUDA
+  if (a.device().is_cuda()) {
+    Tensor out = gpu::unary(kernels::UnaryOp::scale, a, s);
+    autograd::record(out, "scale", {a}, [s](const Tensor& g) -> std::vector<Tensor> { return {scale(g, s)}; });
+    return out;
+  }
+#endif
   Tensor out = unary_map("scale", a, [s](auto v) { return v * static_cast<decltype(v)>(s); });
   autograd::record(out, "scale", {a}, [s](const Tensor& g) -> std::vector<Tensor> { return {scale(g, s)}; });
   return out;
 }
 
 Tensor sigmoid(const Tensor& x) {
+#ifdef GTA_WITH_CUDA
+  if (x.device().is_cuda()) {
+    Tensor out = gpu::unary(kernels::UnaryOp::sigmoid, x);
+    Tensor y = out.detach();
+    autograd::record(out, "sigmoid", {x}, [y](const Tensor& g) -> std::vector<Tensor> {
+      return {gpu::backward_map(g, y, kernels::sigmoid_backward)};
+    });
+    return out;
+  }
+#endif
   Tensor out = unary_map("sigmoid", x, [](auto v) { return sigmoid_of(v); });
   Tensor y = out.detach();
   autograd::record(out, "sigmoid", {x}, [y](const Tensor& g) -> std::vector<Tensor> {
@@ -165,6 +276,16 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor silu(const Tensor& x) {
+#ifdef GTA_WITH_CUDA
+  if (x.device().is_cuda()) {
+    Tensor out = gpu::unary(kernels::UnaryOp::silu, x);
+    Tensor xd = x.detach().contiguous();
+    autograd::record(out, "silu", {x}, [xd](const Tensor& g) -> std::vector<Tensor> {
+      return {gpu::backward_map(g, xd, kernels::silu_backward)};
+    });
+    return out;
+  }
+#endif
   Tensor out = unary_map("silu", x, [](auto v) { return v * sigmoid_of(v); });
   Tensor xd = x.detach().contiguous();
   autograd::record(out, "silu", {x}, [xd](const Tensor& g) -> std::vector<Tensor> {
@@ -187,10 +308,18 @@ Tensor silu(const Tensor& x) {
 }
 
 void add_(const Tensor& dst, const Tensor& src) {
-  require_cpu("add_", dst);
-  require_cpu("add_", src);
+  require_same_device("add_", dst, src);
   require_same_dtype("add_", dst, src);
   GTA_CHECK(dst.shape() == src.shape() && dst.is_contiguous(), "add_: {} += {}", dst.str(), src.str());
+#ifdef GTA_WITH_CUDA
+  if (dst.device().is_cuda()) {
+    cuda::DeviceGuard guard(dst.device().index);
+    Tensor s = src.contiguous();
+    kernels::add_inplace(dst.dtype(), dst.raw_data(), s.raw_data(), dst.numel());
+    return;
+  }
+#endif
+  require_cpu("add_", dst);
   Tensor s = src.contiguous();
   const int64_t n = dst.numel();
   dispatch_float("add_", dst.dtype(), [&](auto tag) {
@@ -203,8 +332,15 @@ void add_(const Tensor& dst, const Tensor& src) {
 }
 
 void fill_(const Tensor& dst, double value) {
-  require_cpu("fill_", dst);
   GTA_CHECK(dst.is_contiguous(), "fill_: needs a contiguous tensor, got {}", dst.str());
+#ifdef GTA_WITH_CUDA
+  if (dst.device().is_cuda()) {
+    cuda::DeviceGuard guard(dst.device().index);
+    kernels::fill(dst.dtype(), dst.raw_data(), dst.numel(), value);
+    return;
+  }
+#endif
+  require_cpu("fill_", dst);
   dispatch_all(dst.dtype(), [&](auto tag) {
     using T = decltype(tag);
     std::fill_n(static_cast<T*>(dst.raw_data()), dst.numel(), from_double<T>(value));
@@ -213,9 +349,12 @@ void fill_(const Tensor& dst, double value) {
 
 Tensor sum_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;
-  require_cpu("sum_to", g);
   GTA_CHECK(broadcast_shape("sum_to", shape, g.shape()) == g.shape(), "sum_to: {} does not broadcast to {}",
             shape_str(shape), shape_str(g.shape()));
+#ifdef GTA_WITH_CUDA
+  if (g.device().is_cuda()) return gpu_sum_to(g, shape);
+#endif
+  require_cpu("sum_to", g);
   Tensor out = Tensor::zeros(shape, g.dtype());
   Tensor gc = g.contiguous();
   // View `out` at g's shape with stride 0 on the broadcast dims, then accumulate into it. Serial,
@@ -237,6 +376,20 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
 }
 
 Tensor sum(const Tensor& x) {
+#ifdef GTA_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda::DeviceGuard guard(x.device().index);
+    Tensor xc = x.contiguous();
+    Tensor out = Tensor::empty({1}, x.dtype(), x.device());
+    kernels::sum_middle(x.dtype(), xc.raw_data(), x.dtype(), out.raw_data(), 1, x.numel(), 1);
+    Shape s = x.shape();
+    autograd::record(out, "sum", {x}, [s](const Tensor& g) -> std::vector<Tensor> {
+      // Broadcast the scalar gradient on the device (no host round trip).
+      return {make_view(g, s, Shape(s.size(), 0), g.offset()).contiguous()};
+    });
+    return out;
+  }
+#endif
   require_cpu("sum", x);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty({1}, x.dtype());

@@ -1,0 +1,174 @@
+// Strided copies and dtype conversions on the GPU.
+//
+//   copy_strided:       dst[i] = convert(src[i]) for every multi-index i; dst, src any strides
+//   convert_contiguous: dst[k] = convert(src[k]) for k < n
+//
+// convert() is the CPU's from_double(to_double(x)) (kernels/strided.cuh). Same-dtype copies move
+// element bits (one kernel per element size, 2/4/8 bytes); a contiguous same-dtype copy is one
+// cudaMemcpyAsync. A strided copy with a conversion runs as up to three passes over temporaries
+// (gather to contiguous, convert, scatter): these are rare (casts of contiguous tensors are the
+// hot case, and take the one-pass vectorized kernel).
+//
+// Costs: each kernel reads every element once and writes it once; the strided kernel's reads or
+// writes are coalesced along whichever view is contiguous in the innermost merged dimension.
+#include "core/cuda_context.h"
+#include "core/cuda_runtime.h"
+#include "kernels/copy.h"
+#include "kernels/strided.cuh"
+
+namespace gta::kernels {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T, int NDIM, typename Index>
+__global__ void strided_copy_kernel(T* __restrict__ dst, const T* __restrict__ src, OffsetCalc<NDIM, 2, Index> oc,
+                                    Index n) {
+  const Index step = static_cast<Index>(gridDim.x) * blockDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    Index off[2];
+    oc.get(i, off);
+    dst[off[0]] = src[off[1]];
+  }
+}
+
+template <typename D, typename S, int VEC>
+__global__ void convert_kernel(D* __restrict__ dst, const S* __restrict__ src, int64_t n) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nvec = n / VEC;
+  for (int64_t i = tid; i < nvec; i += step) {
+    const Pack<S, VEC> in = reinterpret_cast<const Pack<S, VEC>*>(src)[i];
+    Pack<D, VEC> out;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) out.v[k] = convert<D, S>(in.v[k]);
+    reinterpret_cast<Pack<D, VEC>*>(dst)[i] = out;
+  }
+  for (int64_t i = nvec * VEC + tid; i < n; i += step) dst[i] = convert<D, S>(src[i]);
+}
+
+template <int SIZE> struct Bits;
+template <> struct Bits<2> { using type = uint16_t; };
+template <> struct Bits<4> { using type = uint32_t; };
+template <> struct Bits<8> { using type = uint64_t; };
+
+// Same-dtype strided copy of a planned view pair.
+void launch_strided(size_t elem, void* dst, const void* src, const DimPlan<2>& plan) {
+  if (plan.numel == 0) return;
+  cudaStream_t st = cuda::current_stream();
+  auto go = [&](auto bits_tag) {
+    using T = decltype(bits_tag);
+    with_offset_calc(plan, [&](auto oc, auto index_tag) {
+      using Index = decltype(index_tag);
+      constexpr int NDIM = decltype(oc)::kNdim;
+      strided_copy_kernel<T, NDIM, Index><<<cuda::grid_for(plan.numel, kThreads), kThreads, 0, st>>>(
+          static_cast<T*>(dst), static_cast<const T*>(src), oc, static_cast<Index>(plan.numel));
+      GTA_CUDA_CHECK_LAUNCH();
+    });
+  };
+  switch (elem) {
+    case 2: go(Bits<2>::type{}); break;
+    case 4: go(Bits<4>::type{}); break;
+    case 8: go(Bits<8>::type{}); break;
+    default: fail("copy_strided: element size {}", elem);
+  }
+}
+
+bool is_contiguous_plan(const DimPlan<2>& p, int a) { return p.numel <= 1 || (p.ndim == 1 && p.strides[a][0] == 1); }
+
+// A device temporary from the caching allocator (stream-ordered: freeing it right after queuing
+// the kernels that use it is safe).
+struct Temp {
+  void* p = nullptr;
+  int device;
+  explicit Temp(size_t bytes) : device(cuda::current_device()) {
+    if (bytes) p = cuda::device_alloc(bytes, device);
+  }
+  ~Temp() { cuda::device_free(p, device); }
+  Temp(const Temp&) = delete;
+  Temp& operator=(const Temp&) = delete;
+};
+
+}  // namespace
+
+void convert_contiguous(DType dst_dtype, void* dst, DType src_dtype, const void* src, int64_t n) {
+  if (n == 0) return;
+  cudaStream_t st = cuda::current_stream();
+  if (dst_dtype == src_dtype) {
+    GTA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * dtype_size(dst_dtype), cudaMemcpyDeviceToDevice, st));
+    return;
+  }
+  dispatch_any(dst_dtype, [&](auto dtag) {
+    using D = decltype(dtag);
+    dispatch_any(src_dtype, [&](auto stag) {
+      using S = decltype(stag);
+      constexpr int VEC = 16 / (sizeof(D) > sizeof(S) ? sizeof(D) : sizeof(S));
+      const unsigned grid = cuda::grid_for((n + VEC - 1) / VEC, kThreads);
+      if (aligned_to(dst, sizeof(D) * VEC) && aligned_to(src, sizeof(S) * VEC))
+        convert_kernel<D, S, VEC><<<grid, kThreads, 0, st>>>(static_cast<D*>(dst), static_cast<const S*>(src), n);
+      else
+        convert_kernel<D, S, 1><<<cuda::grid_for(n, kThreads), kThreads, 0, st>>>(static_cast<D*>(dst),
+                                                                                  static_cast<const S*>(src), n);
+      GTA_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
+
+void copy_strided(DType dst_dtype, void* dst, const int64_t* dst_strides, DType src_dtype, const void* src,
+                  const int64_t* src_strides, const int64_t* shape, int ndim) {
+  DimPlan<2> plan;
+  GTA_CHECK(plan.build(shape, ndim, {dst_strides, src_strides}),
+            "copy_strided: more than {} dimensions remain after merging contiguous ones", kMaxDims);
+  if (plan.numel == 0) return;
+  const bool dst_contig = is_contiguous_plan(plan, 0), src_contig = is_contiguous_plan(plan, 1);
+  if (dst_dtype == src_dtype) {
+    if (dst_contig && src_contig)
+      convert_contiguous(dst_dtype, dst, src_dtype, src, plan.numel);
+    else
+      launch_strided(dtype_size(dst_dtype), dst, src, plan);
+    return;
+  }
+  if (dst_contig && src_contig) {
+    convert_contiguous(dst_dtype, dst, src_dtype, src, plan.numel);
+    return;
+  }
+  // Conversion with strides: gather into a contiguous source copy, convert, scatter.
+  const int64_t n = plan.numel;
+  Temp src_tmp(src_contig ? 0 : n * dtype_size(src_dtype));
+  Temp dst_tmp(dst_contig ? 0 : n * dtype_size(dst_dtype));
+  const void* s = src;
+  if (!src_contig) {
+    DimPlan<2> gather;
+    gather.ndim = plan.ndim;
+    gather.numel = n;
+    gather.fits32 = plan.fits32;
+    int64_t acc = 1;
+    for (int d = plan.ndim - 1; d >= 0; --d) {
+      gather.shape[d] = plan.shape[d];
+      gather.strides[0][d] = acc;
+      gather.strides[1][d] = plan.strides[1][d];
+      acc *= plan.shape[d];
+    }
+    launch_strided(dtype_size(src_dtype), src_tmp.p, src, gather);
+    s = src_tmp.p;
+  }
+  void* d = dst_contig ? dst : dst_tmp.p;
+  convert_contiguous(dst_dtype, d, src_dtype, s, n);
+  if (!dst_contig) {
+    DimPlan<2> scatter;
+    scatter.ndim = plan.ndim;
+    scatter.numel = n;
+    scatter.fits32 = plan.fits32;
+    int64_t acc = 1;
+    for (int k = plan.ndim - 1; k >= 0; --k) {
+      scatter.shape[k] = plan.shape[k];
+      scatter.strides[0][k] = plan.strides[0][k];
+      scatter.strides[1][k] = acc;
+      acc *= plan.shape[k];
+    }
+    launch_strided(dtype_size(dst_dtype), dst, dst_tmp.p, scatter);
+  }
+}
+
+}  // namespace gta::kernels
