@@ -13,6 +13,10 @@
 #include "autograd/node.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/attention_ref.h"
+#endif
 
 namespace gta::ops {
 
@@ -110,11 +114,41 @@ void backward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v,
   }
 }
 
+#ifdef GTA_WITH_CUDA
+// GPU path (kernels/attention_ref.cu): f32/bf16, fp32 arithmetic; saves the output and the f32
+// log-sum-exp [B, n_q, T] (no attention matrix); the backward recomputes P from them.
+Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const Dims& D) {
+  const Device dev = q.device();
+  cuda::DeviceGuard guard(dev.index);
+  Tensor qc = q.contiguous().detach(), kc = k.contiguous().detach(), vc = v.contiguous().detach();
+  Tensor out = Tensor::empty({D.B, D.T, D.nq, D.dv}, q.dtype(), dev);
+  Tensor lse = Tensor::empty({D.B, D.nq, D.T}, DType::f32, dev);
+  const kernels::AttnDims a{D.B, D.T, D.S, D.nq, D.nk, D.nv, D.dqk, D.dv};
+  kernels::attention_forward(q.dtype(), a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
+                             out.raw_data(), lse.data<float>());
+  if (!autograd::needs_grad({q, k, v})) return out;
+  Tensor od = out.detach();
+  autograd::record(out, "attention", {q, k, v}, [qc, kc, vc, od, lse, a, scale, dev](const Tensor& g) {
+    cuda::DeviceGuard guard(dev.index);
+    Tensor gc = g.contiguous();
+    Tensor dq = Tensor::empty(qc.shape(), g.dtype(), dev), dk = Tensor::empty(kc.shape(), g.dtype(), dev),
+           dv = Tensor::empty(vc.shape(), g.dtype(), dev);
+    Tensor dsum = Tensor::empty({std::max<int64_t>(1, a.B * a.nq * a.T)}, DType::f32, dev);
+    kernels::attention_backward(g.dtype(), a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
+                                od.raw_data(), gc.raw_data(), lse.data<float>(), dsum.data<float>(), dq.raw_data(),
+                                dk.raw_data(), dv.raw_data());
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return out;
+}
+#endif
+
 }  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   for (const Tensor* t : {&q, &k, &v}) {
-    require_cpu("attention", *t);
+    GTA_CHECK(t->device() == q.device(), "attention: q on {}, {} on {}", q.device().str(), t->str(),
+              t->device().str());
     require_same_dtype("attention", q, *t);
     GTA_CHECK(t->ndim() == 4, "attention: expected [B, T, heads, width], got {}", t->str());
   }
@@ -124,6 +158,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
   GTA_CHECK(D.nk > 0 && D.nv > 0 && D.nq % D.nk == 0 && D.nq % D.nv == 0,
             "attention: key heads ({}) and value heads ({}) must divide query heads ({})", D.nk, D.nv, D.nq);
   GTA_CHECK(D.T <= D.S, "attention: {} queries but only {} keys", D.T, D.S);
+#ifdef GTA_WITH_CUDA
+  if (q.device().is_cuda()) return attention_cuda(q, k, v, scale, D);
+#endif
+  require_cpu("attention", q);
   Tensor qc = q.contiguous().detach(), kc = k.contiguous().detach(), vc = v.contiguous().detach();
   Tensor out = Tensor::empty({D.B, D.T, D.nq, D.dv}, q.dtype());
   Tensor lse = Tensor::empty({D.B, D.nq, D.T}, q.dtype());

@@ -7,10 +7,52 @@
 #include "autograd/node.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/rms_norm.h"
+#endif
 
 namespace gta::ops {
 
+#ifdef GTA_WITH_CUDA
+namespace {
+// GPU path: f32/bf16, fp32 statistics; rstd saved as f32 [rows] (see kernels/rms_norm.cu).
+Tensor rms_norm_cuda(const Tensor& x, const Tensor& w, double eps) {
+  require_same_dtype("rms_norm", x, w);
+  GTA_CHECK(w.device() == x.device(), "rms_norm: weight on {}, input on {}", w.device().str(), x.device().str());
+  const int64_t d = x.size(-1);
+  GTA_CHECK(w.ndim() == 1 && w.size(0) == d, "rms_norm: weight {} for input {}", w.str(), x.str());
+  const Device dev = x.device();
+  cuda::DeviceGuard guard(dev.index);
+  const int64_t rows = x.numel() / std::max<int64_t>(d, 1);
+  Tensor xc = x.contiguous().detach(), wc = w.contiguous().detach();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  Tensor rstd = Tensor::empty({rows}, DType::f32, dev);
+  kernels::rms_norm_forward(x.dtype(), y.raw_data(), rstd.data<float>(), xc.raw_data(), wc.raw_data(), rows, d, eps);
+  const bool gw = w.requires_grad();
+  autograd::record(y, "rms_norm", {x, w}, [xc, wc, rstd, rows, d, gw, dev](const Tensor& g) {
+    cuda::DeviceGuard guard(dev.index);
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(xc.shape(), g.dtype(), dev);
+    Tensor dw, scratch;
+    if (gw) {
+      dw = Tensor::empty({d}, g.dtype(), dev);
+      scratch = Tensor::empty({std::max<int64_t>(1, kernels::rms_norm_backward_scratch(rows, d))}, DType::f32, dev);
+    }
+    kernels::rms_norm_backward(g.dtype(), dx.raw_data(), gw ? dw.raw_data() : nullptr,
+                               gw ? scratch.data<float>() : nullptr, gc.raw_data(), xc.raw_data(), wc.raw_data(),
+                               rstd.data<float>(), rows, d);
+    return std::vector<Tensor>{dx, dw};
+  });
+  return y;
+}
+}  // namespace
+#endif
+
 Tensor rms_norm(const Tensor& x, const Tensor& w, double eps) {
+#ifdef GTA_WITH_CUDA
+  if (x.device().is_cuda()) return rms_norm_cuda(x, w, eps);
+#endif
   require_cpu("rms_norm", x);
   require_cpu("rms_norm", w);
   require_same_dtype("rms_norm", x, w);

@@ -8,6 +8,10 @@
 #include "autograd/node.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/rope.h"
+#endif
 
 namespace gta::ops {
 
@@ -55,13 +59,34 @@ Tensor rotate(const Tensor& x, int rot_dim, const std::vector<double>& tab, doub
   return y;
 }
 
+#ifdef GTA_WITH_CUDA
+// GPU path (f32, bf16): the same rotation, cos/sin computed in double on the device.
+Tensor rotate_cuda(const Tensor& x, int rot_dim, double theta, int64_t pos0, bool inverse) {
+  cuda::DeviceGuard guard(x.device().index);
+  Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  kernels::rope(x.dtype(), y.raw_data(), xc.raw_data(), x.size(0), x.size(1), x.size(2), x.size(3), rot_dim, theta,
+                pos0, inverse);
+  return y;
+}
+#endif
+
 }  // namespace
 
 Tensor rope(const Tensor& x, int rot_dim, double theta, int64_t pos0) {
-  require_cpu("rope", x);
   GTA_CHECK(x.ndim() == 4, "rope: expected [B, T, heads, width], got {}", x.str());
   GTA_CHECK(rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= x.size(3), "rope: rotary dim {} must be even and <= {}",
             rot_dim, x.size(3));
+#ifdef GTA_WITH_CUDA
+  if (x.device().is_cuda()) {
+    Tensor y = rotate_cuda(x.detach(), rot_dim, theta, pos0, false);
+    autograd::record(y, "rope", {x}, [rot_dim, theta, pos0](const Tensor& g) -> std::vector<Tensor> {
+      return {rotate_cuda(g, rot_dim, theta, pos0, true)};
+    });
+    return y;
+  }
+#endif
+  require_cpu("rope", x);
   auto tab = std::make_shared<std::vector<double>>(rope_table(x.size(1), rot_dim, theta, pos0));
   Tensor y = rotate(x, rot_dim, *tab, 1.0);
   autograd::record(y, "rope", {x}, [tab, rot_dim](const Tensor& g) -> std::vector<Tensor> {

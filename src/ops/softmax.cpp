@@ -5,10 +5,33 @@
 #include "autograd/node.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/softmax.h"
+#endif
 
 namespace gta::ops {
 
 Tensor softmax(const Tensor& x) {
+#ifdef GTA_WITH_CUDA
+  if (x.device().is_cuda()) {
+    const Device dev = x.device();
+    cuda::DeviceGuard guard(dev.index);
+    const int64_t d = x.size(-1), rows = x.numel() / std::max<int64_t>(d, 1);
+    Tensor xc = x.contiguous().detach();
+    Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+    kernels::softmax_forward(x.dtype(), y.raw_data(), xc.raw_data(), rows, d);
+    // The backward recomputes y in fp32 from x (kernels/softmax.cu says why).
+    autograd::record(y, "softmax", {x}, [xc, rows, d, dev](const Tensor& g) -> std::vector<Tensor> {
+      cuda::DeviceGuard guard(dev.index);
+      Tensor gc = g.contiguous();
+      Tensor dx = Tensor::empty(g.shape(), g.dtype(), dev);
+      kernels::softmax_backward(g.dtype(), dx.raw_data(), gc.raw_data(), xc.raw_data(), rows, d);
+      return {dx};
+    });
+    return y;
+  }
+#endif
   require_cpu("softmax", x);
   const int64_t d = x.size(-1), rows = x.numel() / std::max<int64_t>(d, 1);
   Tensor xc = x.contiguous();

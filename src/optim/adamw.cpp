@@ -7,6 +7,10 @@
 
 #include "core/error.h"
 #include "core/strided.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/adamw.h"
+#endif
 
 namespace gta::optim {
 
@@ -118,6 +122,27 @@ void update_host(const Tensor& param, const Tensor& grad, const Tensor& master, 
   }
 }
 
+// Whether a parameter's state lives beside it on the GPU and the fused multi-tensor kernel updates it
+// (f32 and bf16 parameters on a GPU of a CUDA build); other GPU parameters take the host round trip.
+bool on_gpu_path(const Tensor& p) {
+#ifdef GTA_WITH_CUDA
+  return p.device().is_cuda() && (p.dtype() == DType::f32 || p.dtype() == DType::bf16);
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+// dst = src converted to dst's dtype, on dst's device (dst contiguous).
+void assign(const Tensor& dst, const Tensor& src) {
+  if (dst.device().is_cpu()) {
+    copy_strided(dst, src.detach().to(Device::cpu()));
+    return;
+  }
+  Tensor h = src.detach().to(Device::cpu()).to(dst.dtype()).contiguous();
+  copy_bytes(dst.raw_data(), dst.device(), h.raw_data(), Device::cpu(), h.nbytes());
+}
+
 }  // namespace
 
 AdamW::AdamW(const NamedTensors& params, const config::OptimConfig& cfg) : cfg_(cfg) {
@@ -148,9 +173,10 @@ AdamW::AdamW(const NamedTensors& params, const config::OptimConfig& cfg) : cfg_(
     s.param = t;
     s.decay = default_decays(name, t.shape(), cfg_);
     const DType state_dtype = t.dtype() == DType::f64 ? DType::f64 : DType::f32;
-    s.exp_avg = Tensor::zeros(t.shape(), state_dtype);
-    s.exp_avg_sq = Tensor::zeros(t.shape(), state_dtype);
-    if (t.dtype() == DType::bf16) s.master = t.detach().to(Device::cpu()).to(DType::f32).clone();
+    const Device state_dev = on_gpu_path(t) ? t.device() : Device::cpu();
+    s.exp_avg = Tensor::zeros(t.shape(), state_dtype, state_dev);
+    s.exp_avg_sq = Tensor::zeros(t.shape(), state_dtype, state_dev);
+    if (t.dtype() == DType::bf16) s.master = t.detach().to(Device::cpu()).to(DType::f32).clone().to(state_dev);
     by_impl[t.impl()] = slots_.size();
     index_[name] = slots_.size();
     slots_.push_back(std::move(s));
@@ -182,6 +208,12 @@ std::vector<std::string> AdamW::no_decay_group() const {
 void AdamW::step(double lr) {
   GTA_CHECK(std::isfinite(lr) && lr >= 0, "AdamW: learning rate must be finite and >= 0, got {}", lr);
   ++step_;
+#ifdef GTA_WITH_CUDA
+  // GPU parameters (f32, bf16): one fused launch per device over all of them.
+  std::map<int, std::vector<kernels::AdamWTensor>> gpu_batches;
+  std::vector<Tensor> keep;  // contiguous gradients alive until the launches are queued
+  const Coeffs<float> cf = make_coeffs<float>(cfg_, lr, step_, true);
+#endif
   for (Slot& s : slots_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
@@ -189,6 +221,24 @@ void AdamW::step(double lr) {
               shape_str(g.shape()), shape_str(s.param.shape()));
     GTA_CHECK(g.device() == s.param.device(), "AdamW: gradient of {} is on {}, the parameter on {}", s.name,
               g.device().str(), s.param.device().str());
+#ifdef GTA_WITH_CUDA
+    if (on_gpu_path(s.param) && (g.dtype() == DType::f32 || g.dtype() == DType::bf16)) {
+      Tensor gc = g.contiguous();
+      keep.push_back(gc);
+      kernels::AdamWTensor d;
+      d.param = s.param.raw_data();
+      d.master = s.master.defined() ? s.master.data<float>() : nullptr;
+      d.m = s.exp_avg.data<float>();
+      d.v = s.exp_avg_sq.data<float>();
+      d.grad = gc.raw_data();
+      d.n = s.param.numel();
+      d.param_dtype = s.param.dtype();
+      d.grad_dtype = gc.dtype();
+      d.decay = s.decay && cf.decay;
+      gpu_batches[s.param.device().index].push_back(d);
+      continue;
+    }
+#endif
     if (s.param.device().is_cpu()) {
       update_host(s.param, g.contiguous(), s.master, s.exp_avg, s.exp_avg_sq, cfg_, lr, step_, s.decay);
     } else {
@@ -199,6 +249,14 @@ void AdamW::step(double lr) {
       copy_bytes(s.param.raw_data(), s.param.device(), p_host.raw_data(), Device::cpu(), p_host.nbytes());
     }
   }
+#ifdef GTA_WITH_CUDA
+  const kernels::AdamWCoeffs kc{cf.b1,      cf.one_minus_b1, cf.b2,  cf.one_minus_b2, cf.inv_bc1,
+                                cf.inv_bc2, cf.lr,           cf.eps, cf.decay_mult};
+  for (const auto& [device, batch] : gpu_batches) {
+    cuda::DeviceGuard guard(device);
+    kernels::adamw_step(batch, kc);
+  }
+#endif
 }
 
 void AdamW::zero_grad() {
@@ -258,13 +316,10 @@ void AdamW::load_state(const AdamWState& st, const std::string& source) {
     GTA_CHECK(false, "{}: unexpected tensor {} (no such parameter in this model)", source, key);
   }
   for (auto& [dst, src] : copies) {
-    if (src) {
-      copy_strided(dst, src->detach().to(Device::cpu()));
-    }
+    if (src) assign(dst, *src);
   }
   for (const Slot& s : slots_) {
-    if (s.master.defined() && !st.tensors.count(s.name + ".master"))
-      copy_strided(s.master, s.param.detach().to(Device::cpu()));
+    if (s.master.defined() && !st.tensors.count(s.name + ".master")) assign(s.master, s.param);
   }
   step_ = st.step;
 }

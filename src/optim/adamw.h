@@ -25,9 +25,11 @@
 // Determinism: the update is elementwise; OpenMP splits elements over threads, and every element's
 // arithmetic is the same whatever the thread count, so results are bit-identical run to run.
 //
-// Devices: CPU parameters are updated in place. Parameters on a GPU currently go through a host
-// round trip (parameter and gradient copied to the host, updated with host-side state, parameter
-// copied back); the state always lives on the host.
+// Devices: CPU parameters are updated in place. f32 and bf16 parameters on a GPU keep their state
+// (m, v and the bf16 master) on that GPU and are all updated by one fused multi-tensor launch per
+// device (kernels/adamw.cu; same arithmetic as the CPU kernel in f32). Other GPU parameters (f64)
+// go through a host round trip with host-side state. state() hands out the tensors where they
+// live; load_state() copies into them wherever they live.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -3,7 +3,11 @@
 // The global norm is sqrt(sum over parameters of sum of g^2), accumulated in double in a fixed
 // order (parameters in list order; each gradient in fixed blocks whose partial sums are added in
 // order), so it is bit-identical whatever the thread count. A tensor listed twice (same
-// TensorImpl) counts once. Parameters without a gradient are skipped.
+// TensorImpl) counts once. Parameters without a gradient are skipped. GPU gradients (f32, bf16) are
+// reduced on their GPU by one deterministic multi-tensor pass per device (fp64 partials in fixed
+// chunks, kernels/adamw.cu) and scaled in place by one launch per device; the GPU sum is added
+// after the host ones, so the norm is reproducible run to run but may differ from the CPU's in the
+// last bits.
 #pragma once
 #include <string>
 #include <utility>

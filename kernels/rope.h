@@ -1,0 +1,14 @@
+// Rotate-half RoPE (CUDA). Plain C++ declarations, no CUDA types. dtypes f32 and bf16.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace gta::kernels {
+
+// x, y contiguous [B, T, H, D]; rotates the first rot_dim features of every head at positions
+// pos0 .. pos0+T-1 (inverse: by the negative angle, the gradient). y may not alias x.
+void rope(DType dtype, void* y, const void* x, int64_t B, int64_t T, int64_t H, int64_t D, int rot_dim, double theta,
+          int64_t pos0, bool inverse);
+
+}  // namespace gta::kernels
