@@ -10,19 +10,13 @@
 
 namespace {
 
+using namespace gta_test;  // DType, Shape, Tensor, close, param, ...
 namespace ops = gta::ops;
-using gta::DType;
-using gta::Shape;
-using gta::Tensor;
 using gta::autograd::NoGradGuard;
-using gta_test::close;
 using V = std::vector<double>;
 
-Tensor leaf(const V& v, const Shape& s) {
-  Tensor t = Tensor::from_doubles(v, s, DType::f64);
-  t.set_requires_grad(true);
-  return t;
-}
+// An f64 leaf that requires grad.
+Tensor leaf(const V& v, const Shape& s) { return param(Tensor::from_doubles(v, s, DType::f64)); }
 
 TEST(Autograd, TensorUsedTwiceGetsSummedGradients) {
   Tensor x = leaf({0.5, -1.5, 2.0}, {3});

@@ -3,11 +3,8 @@
 // for truncated/missing/other-version files with the older checkpoints intact, failing saves that
 // leave everything as it was, and loading weights from a checkpoint, a run or a bare file.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
 
 #include "config/config.h"
@@ -16,58 +13,32 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/adamw.h"
+#include "test_util.h"
 #include "train/checkpoint.h"
 
 using namespace gta;
 namespace fs = std::filesystem;
+using gta_test::bits_equal;
+using gta_test::error_of;
+using gta_test::random_tokens;
+using gta_test::TempDir;
+using gta_test::tiny_gqa_config;
 
 namespace {
-
-config::ModelConfig ckpt_tiny_config() {
-  config::ModelConfig c;
-  c.vocab_size = 17;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.d_ff = 24;
-  c.n_heads = 4;
-  c.attention.type = "gqa";
-  c.attention.n_kv_heads = 2;
-  return c;
-}
-
-Tensor ckpt_tokens(uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(2 * 7);
-  for (auto& x : v) x = static_cast<int32_t>(rng.below(17));
-  return Tensor::from_vector(v, {2, 7});
-}
 
 void train_steps(nn::Model& m, optim::AdamW& opt, int from, int to) {
   for (int s = from; s < to; ++s) {
     opt.zero_grad();
-    m.loss(ckpt_tokens(500 + s)).backward();
+    m.loss(random_tokens(2, 7, 17, 500 + s)).backward();
     opt.step(3e-3);
   }
 }
 
-bool bits_equal(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ca = a.detach().contiguous(), cb = b.detach().contiguous();
-  return std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
-}
-
-// A fresh, empty directory per test, removed afterwards.
+// A fresh, empty directory per test (tmp_), removed afterwards.
 class Checkpoint : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("gta_ckpt_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string out() const { return dir_.string(); }
-  fs::path root() const { return dir_ / "checkpoints"; }
+  std::string out() const { return tmp_.path().string(); }
+  fs::path root() const { return tmp_.path() / "checkpoints"; }
 
   train::TrainerState state(int64_t step) const {
     train::TrainerState st;
@@ -87,20 +58,11 @@ class Checkpoint : public ::testing::Test {
     return train::save_checkpoint(out(), model_, opt_, state(step), keep);
   }
 
-  fs::path dir_;
-  config::ModelConfig cfg_ = ckpt_tiny_config();
+  TempDir tmp_;
+  config::ModelConfig cfg_ = tiny_gqa_config();
   nn::Model model_{cfg_, DType::f32, 21};
   optim::AdamW opt_{model_.params().all(), config::OptimConfig{}};
 };
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -256,7 +218,7 @@ TEST_F(Checkpoint, FailingSaveLeavesExistingCheckpointsUntouched) {
   const train::Checkpoint ck = train::load_checkpoint(d1);
   for (const auto& [n, t] : before.tensors) EXPECT_TRUE(bits_equal(ck.model.at(n), t)) << n;
   // A run directory that cannot hold checkpoints is named.
-  const fs::path blocked = dir_ / "blocked";
+  const fs::path blocked = tmp_.path() / "blocked";
   fs::create_directories(blocked);
   std::ofstream(blocked / "checkpoints") << "a file";
   const std::string msg2 = error_of([&] { train::save_checkpoint(blocked.string(), model_, opt_, state(1), 1); });
@@ -293,7 +255,7 @@ TEST_F(Checkpoint, LoadsWeightsFromACheckpointARunOrABareFile) {
   // A bare file without config metadata needs a config from the caller.
   std::map<std::string, Tensor> weights;
   for (const auto& [n, t] : model_.params().all()) weights[n] = t.detach();
-  const std::string bare = (dir_ / "bare.safetensors").string();
+  const std::string bare = (tmp_.path() / "bare.safetensors").string();
   io::save_safetensors(bare, weights);
   EXPECT_FALSE(train::load_model_weights(bare).config.has_value());
   const std::string msg = error_of([&] { train::load_model(bare); });
@@ -313,24 +275,24 @@ TEST_F(Checkpoint, LoadsWeightsFromACheckpointARunOrABareFile) {
   EXPECT_EQ(train::resolve_model_weights(out()).source, (fs::path(d) / "model.safetensors").string());
   EXPECT_EQ(train::resolve_model_weights(bare).step, -1);
   // An exported model: a directory holding model.safetensors alone, accepted when named explicitly.
-  fs::create_directories(dir_ / "export");
-  fs::copy_file(fs::path(d) / "model.safetensors", dir_ / "export/model.safetensors");
-  EXPECT_EQ(train::load_model_weights((dir_ / "export").string()).source,
-            (dir_ / "export/model.safetensors").string());
+  fs::create_directories(tmp_.path() / "export");
+  fs::copy_file(fs::path(d) / "model.safetensors", tmp_.path() / "export/model.safetensors");
+  EXPECT_EQ(train::load_model_weights((tmp_.path() / "export").string()).source,
+            (tmp_.path() / "export/model.safetensors").string());
   // Neither a checkpoint nor a run.
-  const std::string msg2 = error_of([&] { train::load_model_weights(dir_.string() + "/nothing"); });
+  const std::string msg2 = error_of([&] { train::load_model_weights(tmp_.path().string() + "/nothing"); });
   EXPECT_NE(msg2.find("nothing"), std::string::npos) << msg2;
   EXPECT_NE(msg2.find("no such file or directory"), std::string::npos) << msg2;
-  fs::create_directories(dir_ / "empty_run");
-  const std::string msg3 = error_of([&] { train::load_model_weights((dir_ / "empty_run").string()); });
+  fs::create_directories(tmp_.path() / "empty_run");
+  const std::string msg3 = error_of([&] { train::load_model_weights((tmp_.path() / "empty_run").string()); });
   EXPECT_NE(msg3.find("empty_run"), std::string::npos) << msg3;
   EXPECT_NE(msg3.find("not a checkpoint"), std::string::npos) << msg3;
   // A run whose only checkpoint directory is incomplete (the one rule of list_checkpoints: all
   // three files) has no checkpoint to load from, even though model.safetensors is there.
-  const fs::path partial = dir_ / "partial_run/checkpoints" / train::checkpoint_dir_name(5);
+  const fs::path partial = tmp_.path() / "partial_run/checkpoints" / train::checkpoint_dir_name(5);
   fs::create_directories(partial);
   fs::copy_file(fs::path(d) / "model.safetensors", partial / "model.safetensors");
-  const std::string msg4 = error_of([&] { train::resolve_model_weights((dir_ / "partial_run").string()); });
+  const std::string msg4 = error_of([&] { train::resolve_model_weights((tmp_.path() / "partial_run").string()); });
   EXPECT_NE(msg4.find("partial_run"), std::string::npos) << msg4;
   EXPECT_NE(msg4.find("has no complete checkpoint"), std::string::npos) << msg4;
   // ... while that directory itself, named explicitly, is read as it is.

@@ -2,46 +2,21 @@
 // must name the file, line, key and what was expected), every divisibility rule of
 // docs/attention.md, JSON/YAML round trips, and the golden files' model configs.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <functional>
 
 #include "config/config.h"
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace gta::config;
+using gta_test::expect_error;
+using gta_test::TempDir;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            fmt::format("gta_cfg_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  // Writes `text` to `name` (directories created) and returns the path.
-  std::string write(const std::string& name, const std::string& text) const {
-    fs::path p = path_ / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p.string();
-  }
-  std::string path() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
 
 const char* kModel = R"(model:
   vocab_size: 61
@@ -54,25 +29,8 @@ const char* kModel = R"(model:
     n_kv_heads: 2
 )";
 
-// Runs fn, expects a gta::Error whose message contains every part.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a gta::Error containing '" << (parts.empty() ? "" : parts[0]) << "'";
-  } catch (const gta::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-  }
-}
-
 ModelConfig small_model(const std::string& type) {
-  ModelConfig m;
-  m.vocab_size = 61;
-  m.d_model = 64;
-  m.n_layers = 2;
-  m.d_ff = 96;
-  m.n_heads = 4;
-  m.attention.type = type;
+  ModelConfig m = gta_test::model_config(61, 64, 2, 96, 4, type);  // the sizes of kModel
   auto& a = m.attention;
   if (type == "gqa") a.n_kv_heads = 2;
   if (type == "gva" || type == "gha" || type == "gta") a.n_q_heads = 2, a.n_k_heads = 1;
@@ -344,7 +302,7 @@ TEST(Config, MalformedYamlNamesLine) {
   expect_error([&] { load_run_config(p2, {}); }, {p2 + ":3:", "malformed YAML"});
   const std::string p3 = dir.write("bad3.yaml", "- a\n- b\n");
   expect_error([&] { load_run_config(p3, {}); }, {p3, "expected a map of sections"});
-  expect_error([&] { load_run_config(dir.path() + "/missing.yaml", {}); }, {"missing.yaml", "cannot open config file"});
+  expect_error([&] { load_run_config(dir / "missing.yaml", {}); }, {"missing.yaml", "cannot open config file"});
 }
 
 TEST(Config, DuplicateKeyIsAnError) {

@@ -1,12 +1,9 @@
 // Tests of the data pipeline: SHA-256, tokenizer, HDF5 and .bin shards, loader, prepare.
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
 #include "core/sha256.h"
@@ -15,63 +12,18 @@
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace gta;
 using namespace gta::data;
+using gta_test::read_file;
+using gta_test::TempDir;
+using gta_test::write_file;
 
 namespace {
 
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() /
-           fmt::format("gta_data_{}_{}_{}", ::getpid(), info->test_suite_name(), info->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-// Runs f and returns the gta::Error message (fails the test when nothing is thrown).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const gta::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a gta::Error";
-  return {};
-}
-
-#define EXPECT_ERROR_HAS(stmt, ...)                                     \
-  do {                                                                  \
-    std::string _msg = error_of([&] { stmt; });                         \
-    for (std::string _s : {__VA_ARGS__})                                \
-      EXPECT_NE(_msg.find(_s), std::string::npos) << "message: " << _msg \
-                                                  << "\nexpected to contain: " << _s; \
-  } while (0)
-
 std::string source_dir() { return GTA_SOURCE_DIR; }
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_text(const std::string& path, const std::string& s) {
-  std::ofstream f(path, std::ios::binary);
-  f << s;
-}
 
 std::vector<int32_t> iota_tokens(size_t n, int32_t base, int32_t mod) {
   std::vector<int32_t> v(n);
@@ -99,7 +51,7 @@ TEST(Data, Sha256KnownVectors) {
 
 TEST(Data, Sha256File) {
   TempDir d;
-  write_text(d / "f", "abc");
+  write_file(d / "f", "abc");
   EXPECT_EQ(sha256_file(d / "f"), sha256_hex("abc"));
   EXPECT_ERROR_HAS(sha256_file(d / "missing"), "missing");
 }
@@ -165,7 +117,7 @@ TEST(Data, ShardIdenticalBytesForIdenticalInput) {
 TEST(Data, ShardBadFiles) {
   TempDir d;
   EXPECT_ERROR_HAS(H5Shard(d / "nope.h5"), "nope.h5", "does not exist");
-  write_text(d / "garbage.h5", std::string(5000, 'x'));
+  write_file(d / "garbage.h5", std::string(5000, 'x'));
   EXPECT_ERROR_HAS(H5Shard(d / "garbage.h5"), "garbage.h5", "not an HDF5 file");
 
   // Wrong dtype: float tokens. Missing dataset. Missing attributes.
@@ -202,9 +154,9 @@ TEST(Data, ShardCorruptBytes) {
   TempDir d;
   auto toks = iota_tokens(200000, 3, 60000);
   write_shard(d / "good.h5", toks, 60000, "sha", 1, /*chunk_tokens=*/8192);
-  std::string bytes = read_text(d / "good.h5");
+  std::string bytes = read_file(d / "good.h5");
   // Truncated: the tail (and with it chunks and metadata) is gone.
-  write_text(d / "trunc.h5", bytes.substr(0, bytes.size() / 2));
+  write_file(d / "trunc.h5", bytes.substr(0, bytes.size() / 2));
   EXPECT_ERROR_HAS(
       {
         H5Shard s(d / "trunc.h5");
@@ -216,7 +168,7 @@ TEST(Data, ShardCorruptBytes) {
   std::string scrambled = bytes;
   for (size_t i = bytes.size() / 4; i < bytes.size() / 4 + 20000 && i < bytes.size(); ++i)
     scrambled[i] = char(scrambled[i] ^ 0x5a);
-  write_text(d / "scrambled.h5", scrambled);
+  write_file(d / "scrambled.h5", scrambled);
   EXPECT_ERROR_HAS(
       {
         H5Shard s(d / "scrambled.h5");
@@ -254,20 +206,20 @@ TEST(Data, BinShardBadFiles) {
   EXPECT_ERROR_HAS(BinShard(d / "missing.bin"), "missing.bin", "does not exist");
   auto toks = iota_tokens(100, 0, 1000);
   write_bin_shard(d / "good.bin", toks, 1);
-  std::string bytes = read_text(d / "good.bin");
+  std::string bytes = read_file(d / "good.bin");
   std::string bad = bytes;
   bad[0] = 1;
-  write_text(d / "magic.bin", bad);
+  write_file(d / "magic.bin", bad);
   EXPECT_ERROR_HAS(BinShard(d / "magic.bin"), "magic.bin", "magic", "20240520");
-  write_text(d / "trunc.bin", bytes.substr(0, bytes.size() - 2));
+  write_file(d / "trunc.bin", bytes.substr(0, bytes.size() - 2));
   EXPECT_ERROR_HAS(BinShard(d / "trunc.bin"), "trunc.bin", "truncated");
-  write_text(d / "short.bin", bytes.substr(0, 100));
+  write_file(d / "short.bin", bytes.substr(0, 100));
   EXPECT_ERROR_HAS(BinShard(d / "short.bin"), "short.bin", "header");
   bad = bytes;
   bad[4] = 7;
-  write_text(d / "ver.bin", bad);
+  write_file(d / "ver.bin", bad);
   EXPECT_ERROR_HAS(BinShard(d / "ver.bin"), "ver.bin", "version 7");
-  write_text(d / "x.txt", "hello");
+  write_file(d / "x.txt", "hello");
   EXPECT_ERROR_HAS(open_token_source(d / "x.txt"), "x.txt", "extension");
 }
 
@@ -470,15 +422,15 @@ TEST(Data, LoaderExpandsDirectoriesAndGlobs) {
   TempDir d;
   auto paths = make_loader_shards(d);
   write_bin_shard(d / "zz.bin", iota_tokens(300, 0, 100), 1);
-  write_text(d / "notes.txt", "ignored");
-  auto dir = expand_shard_paths({d.path.string()});
+  write_file(d / "notes.txt", "ignored");
+  auto dir = expand_shard_paths({d.path().string()});
   ASSERT_EQ(dir.size(), 4u);
   EXPECT_EQ(dir[0], paths[0]);
   EXPECT_EQ(dir[3], d / "zz.bin");
   auto g = expand_shard_paths({d / "train_*.h5"});
   EXPECT_EQ(g, paths);
   // A mix of .h5 and .bin: byte counts are unknown, tokens still add up.
-  DataLoader l({d.path.string()}, opts(16, 2));
+  DataLoader l({d.path().string()}, opts(16, 2));
   EXPECT_EQ(l.total_bytes(), 0u);
   EXPECT_EQ(l.total_tokens(), 1000u + 517u + 2050u + 300u);
 }
@@ -487,7 +439,7 @@ TEST(Data, LoaderExpandsDirectoriesAndGlobs) {
 
 TEST(Data, TokenizerTrainEncodeDecode) {
   TempDir d;
-  std::string text = read_text(source_dir() + "/tests/data/tiny.txt");
+  std::string text = read_file(source_dir() + "/tests/data/tiny.txt");
   ASSERT_GT(text.size(), 10000u);
   auto docs = split_blank_line_documents(text);
   TokenizerTrainOptions to;
@@ -515,7 +467,7 @@ TEST(Data, TokenizerTrainEncodeDecode) {
 TEST(Data, TokenizerLoadErrors) {
   TempDir d;
   EXPECT_ERROR_HAS(Tokenizer::load(d / "none.model"), "none.model", "does not exist");
-  write_text(d / "bad.model", "this is not a protobuf \x01\x02\x03");
+  write_file(d / "bad.model", "this is not a protobuf \x01\x02\x03");
   EXPECT_ERROR_HAS(Tokenizer::load(d / "bad.model"), "bad.model", "not a valid SentencePiece");
   EXPECT_ERROR_HAS(Tokenizer::train(std::vector<std::string>{"abc"}, 10, d / "x"), "vocab size 10");
 }
@@ -544,11 +496,11 @@ TEST(Data, ChooseValidation) {
 
 TEST(Data, CorpusJsonlAndErrors) {
   TempDir d;
-  write_text(d / "a.jsonl", "{\"text\": \"first doc\", \"id\": 1}\n\n{\"text\": \"second\\ndoc\"}\n");
-  write_text(d / "b.txt", "para one\nline two\n\n\npara two\n");
-  write_text(d / "bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": oops}\n");
-  write_text(d / "nofield.jsonl", "{\"text\": \"ok\"}\n{\"body\": \"x\"}\n");
-  write_text(d / "notstr.jsonl", "{\"text\": 5}\n");
+  write_file(d / "a.jsonl", "{\"text\": \"first doc\", \"id\": 1}\n\n{\"text\": \"second\\ndoc\"}\n");
+  write_file(d / "b.txt", "para one\nline two\n\n\npara two\n");
+  write_file(d / "bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": oops}\n");
+  write_file(d / "nofield.jsonl", "{\"text\": \"ok\"}\n{\"body\": \"x\"}\n");
+  write_file(d / "notstr.jsonl", "{\"text\": 5}\n");
   Corpus c;
   load_corpus({d / "a.jsonl", d / "b.txt"}, "text", "blank-lines", c);
   ASSERT_EQ(c.docs.size(), 4u);
@@ -564,16 +516,16 @@ TEST(Data, CorpusJsonlAndErrors) {
   EXPECT_ERROR_HAS(load_corpus({d / "notstr.jsonl"}, "text", "blank-lines", c2),
                    "notstr.jsonl:1", "expected a string");
   // Directories are searched recursively, sorted, hidden entries skipped.
-  fs::create_directories(d.path / "sub" / ".git");
-  write_text(d / "sub/z.md", "zz");
-  write_text(d / "sub/.git/config", "no");
-  write_text(d / "sub/.git/x.txt", "no");
-  write_text(d / "sub/image.png", "no");
-  auto files = collect_input_files({(d.path / "sub").string()});
-  EXPECT_EQ(files, std::vector<std::string>{(d.path / "sub" / "z.md").string()});
+  fs::create_directories(d.path() / "sub" / ".git");
+  write_file(d / "sub/z.md", "zz");
+  write_file(d / "sub/.git/config", "no");
+  write_file(d / "sub/.git/x.txt", "no");
+  write_file(d / "sub/image.png", "no");
+  auto files = collect_input_files({(d.path() / "sub").string()});
+  EXPECT_EQ(files, std::vector<std::string>{(d.path() / "sub" / "z.md").string()});
   EXPECT_ERROR_HAS(collect_input_files({d / "missing.txt"}), "missing.txt", "does not exist");
   // Invalid UTF-8 is replaced, not fatal.
-  write_text(d / "latin1.txt", "caf\xE9\n");
+  write_file(d / "latin1.txt", "caf\xE9\n");
   Corpus c3;
   load_corpus({d / "latin1.txt"}, "text", "blank-lines", c3);
   EXPECT_EQ(c3.n_fixed_utf8, 1u);
@@ -594,18 +546,18 @@ TEST(Data, PrepareEndToEnd) {
   EXPECT_TRUE(fs::exists(d / "out/prepare.json"));
   EXPECT_GT(r.train.shards.size(), 1u);
   EXPECT_EQ(r.val.shards.size(), 1u);
-  auto manifest = nlohmann::json::parse(read_text(d / "out/prepare.json"));
+  auto manifest = nlohmann::json::parse(read_file(d / "out/prepare.json"));
   EXPECT_EQ(manifest["tokenizer"]["sha256"], r.tokenizer_sha256);
   EXPECT_EQ(manifest["command"], "gta prepare (test)");
   // Nothing left behind but the output directory.
   int entries = 0;
-  for (auto& e : fs::directory_iterator(d.path)) { (void)e; ++entries; }
+  for (auto& e : fs::directory_iterator(d.path())) { (void)e; ++entries; }
   EXPECT_EQ(entries, 1);
 
   // Decoding the shards gives back the documents (EOS-separated), train then val.
   Tokenizer tok = Tokenizer::load(d / "out/tokenizer.model");
   EXPECT_EQ(tok.checksum(), r.tokenizer_sha256);
-  std::string text = read_text(source_dir() + "/tests/data/tiny.txt");
+  std::string text = read_file(source_dir() + "/tests/data/tiny.txt");
   auto docs = split_blank_line_documents(text);
   auto is_val = choose_validation(docs.size(), o.val_fraction, o.seed);
   std::vector<std::string> train_docs;

@@ -32,6 +32,7 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/adamw.h"
+#include "test_util.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -43,18 +44,18 @@ using gta::Tensor;
 using gta::config::ModelConfig;
 using gta::nn::Model;
 using V = std::vector<double>;
+using gta_test::error_of;
+using gta_test::random_ids;
+using gta_test::random_tokens;
+using gta_test::read_file;
+using gta_test::TempDir;
+using gta_test::write_file;
 
 // Small configs with odd sizes: vocab 37, d 48, 2 layers, 4 or 6 heads, tied and untied.
 ModelConfig small_config(const std::string& type) {
-  ModelConfig c;
-  c.vocab_size = 37;
-  c.d_model = 48;
-  c.n_layers = 2;
-  c.d_ff = 52;
-  c.n_heads = 4;
+  ModelConfig c = gta_test::model_config(37, 48, 2, 52, 4, type);
   c.rope_theta = 500;  // low: positions matter within a few tokens
   auto& a = c.attention;
-  a.type = type;
   if (type == "mha") {
     c.tie_embeddings = false;
   } else if (type == "gqa") {
@@ -91,13 +92,6 @@ void randomize(Model& m, uint64_t seed) {
     vals[name] = Tensor::from_doubles(v, t.shape(), DType::f64);
   }
   m.params().load(vals, "randomize");
-}
-
-Tensor random_tokens(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(static_cast<size_t>(B * T));
-  for (auto& x : v) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(vocab)));
-  return Tensor::from_vector(v, {B, T});
 }
 
 // max |a - b| over logits [B, t1 - t0, V] of `got` and positions t0..t1-1 of `full`.
@@ -359,25 +353,12 @@ TEST(InferSampler, BadOptionsAreErrors) {
 
 // ---- evaluation -------------------------------------------------------------------------------------
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::path(::testing::TempDir()) / ("gta_infer_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::vector<int32_t> random_ids(size_t n, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(n);
-  for (auto& x : v) x = static_cast<int32_t>(rng.below(static_cast<uint64_t>(vocab)));
-  return v;
-}
-
 TEST(InferEvaluate, LossPerplexityAndBitsPerByte) {
   const ModelConfig cfg = small_config("gta");
   Model m(cfg, DType::f64, 3);
   randomize(m, 5);
-  fs::path dir = fresh_dir("eval");
+  const TempDir tmp;
+  const fs::path dir = tmp.path();
   const auto a = random_ids(100, 37, 1), b = random_ids(60, 37, 2);
   gta::data::write_shard((dir / "val_0.h5").string(), a, 37, "", 410);
   gta::data::write_shard((dir / "val_1.h5").string(), b, 37, "", 230);
@@ -437,7 +418,8 @@ TEST(InferEvaluate, LossPerplexityAndBitsPerByte) {
 TEST(InferEvaluate, ErrorsAndUnknownBytes) {
   const ModelConfig cfg = small_config("mqa");
   Model m(cfg, DType::f32, 3);
-  fs::path dir = fresh_dir("eval_err");
+  const TempDir tmp;
+  const fs::path dir = tmp.path();
   gta::data::write_shard((dir / "nobytes.h5").string(), random_ids(40, 37, 1), 37);
   gta::infer::EvalOptions o;
   o.seq_len = 8;
@@ -486,7 +468,8 @@ std::string save_run_checkpoint(const Model& m, const fs::path& run, int64_t ste
 TEST(InferLoad, ResolvesRunDirsAndLoadsWeights) {
   const ModelConfig cfg = small_config("gha");
   Model old_m(cfg, DType::f32, 1), new_m(cfg, DType::f32, 2);
-  fs::path run = fresh_dir("run");
+  const TempDir tmp;
+  const fs::path run = tmp.path();
   save_run_checkpoint(old_m, run, 9);
   const std::string newest = save_run_checkpoint(new_m, run, 12);
   fs::create_directories(run / "checkpoints/step_20.tmp");  // unfinished write: ignored
@@ -521,15 +504,9 @@ TEST(InferLoad, ResolvesRunDirsAndLoadsWeights) {
 }
 
 TEST(InferLoad, BadCheckpointsAreClearErrors) {
-  fs::path dir = fresh_dir("bad");
-  auto message = [](const std::string& path) -> std::string {
-    try {
-      gta::train::load_model(path);
-    } catch (const gta::Error& e) {
-      return e.what();
-    }
-    return "no error";
-  };
+  const TempDir tmp;
+  const fs::path dir = tmp.path();
+  auto message = [](const std::string& path) { return error_of([&] { gta::train::load_model(path); }); };
   EXPECT_NE(message((dir / "nope").string()).find("no such file or directory"), std::string::npos);
   EXPECT_NE(message(dir.string()).find("not a checkpoint"), std::string::npos);
   fs::create_directories(dir / "run/checkpoints");
@@ -538,11 +515,8 @@ TEST(InferLoad, BadCheckpointsAreClearErrors) {
   const ModelConfig cfg = small_config("mla");
   Model m(cfg, DType::f32, 1);
   save_model(m, dir / "ok.safetensors");
-  {  // truncated copy
-    std::ifstream in(dir / "ok.safetensors", std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::ofstream(dir / "cut.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  }
+  const std::string bytes = read_file((dir / "ok.safetensors").string());
+  write_file((dir / "cut.safetensors").string(), bytes.substr(0, bytes.size() / 2));  // truncated copy
   EXPECT_NE(message((dir / "cut.safetensors").string()).find("cut.safetensors"), std::string::npos);
   // Weights without the config metadata.
   std::map<std::string, Tensor> t;
@@ -574,13 +548,13 @@ CmdResult run_cmd(const std::string& cmd, const fs::path& dir) {
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
   const int st = ::pclose(p);
   r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err);
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  r.err = read_file(err.string());
   return r;
 }
 
 TEST(InferCli, EvalAndGenerateOnASavedRun) {
-  fs::path dir = fresh_dir("cli");
+  const TempDir tmp;
+  const fs::path dir = tmp.path();
   // A small corpus of random sentences over a few words, a BPE tokenizer of 300 pieces.
   const std::vector<std::string> words = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far",
                                           "away", "from", "home", "quickly", "while", "birds", "sang", "songs"};

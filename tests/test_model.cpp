@@ -12,37 +12,26 @@
 #include "nn/model.h"
 #include "nn/model_stats.h"
 #include "ops/ops.h"
+#include "test_util.h"
 
 using namespace gta;
 namespace fs = std::filesystem;
+using gta_test::random_tokens;
 
 namespace {
 
 const std::string kGoldenDir = std::string(GTA_SOURCE_DIR) + "/tests/golden/";
 
 config::ModelConfig small_config(const std::string& type, bool tied) {
-  config::ModelConfig c;
-  c.vocab_size = 23;
-  c.d_model = 24;
-  c.n_layers = 2;
-  c.d_ff = 20;
-  c.n_heads = 6;
+  config::ModelConfig c = gta_test::model_config(23, 24, 2, 20, 6, type);
   c.tie_embeddings = tied;
   auto& a = c.attention;
-  a.type = type;
   if (type == "gqa") a.n_kv_heads = 3;
   if (type == "gva" || type == "gha" || type == "gta") a.n_q_heads = 3, a.n_k_heads = 1;
   if (type == "gha") a.n_v_heads = 2;  // neither divides nor is a multiple of n_q: the general fold
   if (type == "gta") a.n_v_heads = 3, a.d_qk = 6, a.d_latent = 4, a.qkv_bias = true;  // e = 24/(3*4) = 2
   if (type == "mla") a.d_c = 10, a.d_rope = 4, a.d_nope = 6, a.d_v = 5;
   return c;
-}
-
-Tensor random_tokens(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(static_cast<size_t>(B * T));
-  for (auto& x : v) x = static_cast<int32_t>(rng.below(vocab));
-  return Tensor::from_vector(v, {B, T});
 }
 
 const std::vector<std::string> kTypes = {"mha", "gqa", "mqa", "gva", "gha", "gta", "mla"};

@@ -11,11 +11,8 @@
 
 namespace {
 
-using namespace gta_test;
+using namespace gta_test;  // DType, Shape, Tensor, Rng, randn, gradcheck, ...
 namespace ops = gta::ops;
-using gta::DType;
-using gta::Shape;
-using gta::Tensor;
 using gta::shape_numel;
 using gta::shape_str;
 using V = std::vector<double>;

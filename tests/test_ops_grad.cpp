@@ -10,11 +10,8 @@
 
 namespace {
 
-using namespace gta_test;
+using namespace gta_test;  // DType, Shape, Tensor, Rng, randn, gradcheck, ...
 namespace ops = gta::ops;
-using gta::DType;
-using gta::Shape;
-using gta::Tensor;
 using Ts = std::vector<Tensor>;
 
 // ---- the harness itself must be able to fail ----------------------------------------------------

@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <set>
 
@@ -16,50 +15,20 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
+#include "test_util.h"
 
 using namespace gta;
+using gta_test::bits_equal;
+using gta_test::random_tokens;
+using gta_test::tiny_gqa_config;
 
 namespace {
 
-config::ModelConfig optim_tiny_config(bool tied = true, bool bias = false) {
-  config::ModelConfig c;
-  c.vocab_size = 17;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.d_ff = 24;
-  c.n_heads = 4;
-  c.tie_embeddings = tied;
-  c.attention.type = "gqa";
-  c.attention.n_kv_heads = 2;
-  c.attention.qkv_bias = bias;
-  return c;
-}
-
-Tensor optim_tokens(int64_t B, int64_t T1, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(static_cast<size_t>(B * T1));
-  for (auto& x : v) x = static_cast<int32_t>(rng.below(17));
-  return Tensor::from_vector(v, {B, T1});
-}
-
 void backward_loss(nn::Model& m, uint64_t seed) {
-  m.loss(optim_tokens(2, 6, seed)).backward();
+  m.loss(random_tokens(2, 6, 17, seed)).backward();
 }
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
-}
-
-config::OptimConfig hand_cfg() {
-  config::OptimConfig o;
-  o.beta1 = 0.9;
-  o.beta2 = 0.999;
-  o.eps = 1e-8;
-  o.weight_decay = 0.1;
-  return o;
-}
+config::OptimConfig hand_cfg() { return {.weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8}; }
 
 }  // namespace
 
@@ -131,7 +100,7 @@ TEST(AdamW, SkipsParametersWithoutGradient) {
 }
 
 TEST(AdamW, DecayGroupsByName) {
-  nn::Model model(optim_tiny_config(true, true), DType::f32, 3);
+  nn::Model model(tiny_gqa_config(true, true), DType::f32, 3);
   const auto& params = model.params().all();
   config::OptimConfig o;
   optim::AdamW opt(params, o);
@@ -162,7 +131,7 @@ TEST(AdamW, DecayGroupsByName) {
   EXPECT_TRUE(opt_all.no_decay_group().empty());
 
   // Untied: lm_head is an ordinary output matrix and decays; the embedding does not.
-  nn::Model untied(optim_tiny_config(false), DType::f32, 3);
+  nn::Model untied(tiny_gqa_config(false), DType::f32, 3);
   optim::AdamW opt_u(untied.params().all(), o);
   EXPECT_TRUE(opt_u.decays("lm_head.weight"));
   EXPECT_FALSE(opt_u.decays("model.embed_tokens.weight"));
@@ -172,7 +141,7 @@ TEST(AdamW, DecayGroupsByName) {
 TEST(AdamW, DecayOnlyTouchesTheDecayGroup) {
   // With zero gradients the Adam term is 0, so one step multiplies decayed parameters by
   // (1 - lr wd) and leaves the others exactly as they were.
-  nn::Model model(optim_tiny_config(true, true), DType::f64, 5);
+  nn::Model model(tiny_gqa_config(true, true), DType::f64, 5);
   config::OptimConfig o;
   o.weight_decay = 0.5;
   optim::AdamW opt(model.params().all(), o);
@@ -226,7 +195,7 @@ TEST(AdamW, Bf16ParametersKeepF32Masters) {
 }
 
 TEST(AdamW, StateRoundTripEqualsContinuing) {
-  const auto cfg = optim_tiny_config();
+  const auto cfg = tiny_gqa_config();
   config::OptimConfig o;
   nn::Model a(cfg, DType::f32, 11);
   optim::AdamW opt_a(a.params().all(), o);
@@ -254,24 +223,18 @@ TEST(AdamW, StateRoundTripEqualsContinuing) {
     opt_a.step(1e-2);
     opt_b.step(1e-2);
   }
-  for (const auto& [n, t] : a.params().all()) EXPECT_TRUE(same_bits(t, b.params().get(n))) << n;
+  for (const auto& [n, t] : a.params().all()) EXPECT_TRUE(bits_equal(t, b.params().get(n))) << n;
   const auto sa = opt_a.state(), sb = opt_b.state();
   ASSERT_EQ(sa.tensors.size(), sb.tensors.size());
-  for (const auto& [n, t] : sa.tensors) EXPECT_TRUE(same_bits(t, sb.tensors.at(n))) << n;
+  for (const auto& [n, t] : sa.tensors) EXPECT_TRUE(bits_equal(t, sb.tensors.at(n))) << n;
 }
 
 TEST(AdamW, LoadStateErrorsNameTheProblem) {
   Tensor w = Tensor::zeros({2, 3}).set_requires_grad(true);
   optim::AdamW opt({{"w", w}}, config::OptimConfig{});
   auto expect_error = [&](const optim::AdamWState& st, const std::string& needle) {
-    try {
-      opt.load_state(st, "opt.safetensors");
-      ADD_FAILURE() << "no error for " << needle;
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(needle), std::string::npos) << msg;
-      EXPECT_NE(msg.find("opt.safetensors"), std::string::npos) << msg;
-    }
+    SCOPED_TRACE(needle);
+    gta_test::expect_error([&] { opt.load_state(st, "opt.safetensors"); }, {needle, "opt.safetensors"});
   };
   optim::AdamWState ok{{{"w.exp_avg", Tensor::ones({2, 3})}, {"w.exp_avg_sq", Tensor::ones({2, 3})}}, 4};
   auto missing = ok;
@@ -300,11 +263,7 @@ TEST(AdamW, LoadStateErrorsNameTheProblem) {
 // ---- schedules -------------------------------------------------------------------------------
 
 TEST(Schedule, WarmupThenCosine) {
-  config::OptimConfig o;
-  o.lr = 1.0;
-  o.min_lr_ratio = 0.1;
-  o.warmup_steps = 10;
-  o.schedule = "cosine";
+  config::OptimConfig o{.lr = 1.0, .min_lr_ratio = 0.1, .warmup_steps = 10, .schedule = "cosine"};
   const int64_t S = 110;
   EXPECT_DOUBLE_EQ(optim::lr_at(o, S, 0), 0.1);
   EXPECT_DOUBLE_EQ(optim::lr_at(o, S, 4), 0.5);
@@ -324,11 +283,7 @@ TEST(Schedule, WarmupThenCosine) {
 }
 
 TEST(Schedule, LinearConstantAndEdgeCases) {
-  config::OptimConfig o;
-  o.lr = 2.0;
-  o.min_lr_ratio = 0.25;
-  o.warmup_steps = 4;
-  o.schedule = "linear";
+  config::OptimConfig o{.lr = 2.0, .min_lr_ratio = 0.25, .warmup_steps = 4, .schedule = "linear"};
   EXPECT_DOUBLE_EQ(optim::lr_at(o, 104, 0), 0.5);
   EXPECT_DOUBLE_EQ(optim::lr_at(o, 104, 3), 2.0);
   EXPECT_DOUBLE_EQ(optim::lr_at(o, 104, 4), 2.0);

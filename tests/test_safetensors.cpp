@@ -1,54 +1,23 @@
 // Safetensors reader/writer: round trips of every dtype, rejection of each kind of corrupt file
 // (the error must name the file, the tensor and what was expected), atomic writes.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using gta::DType;
 using gta::Tensor;
 using gta::io::load_safetensors;
 using gta::io::save_safetensors;
+using namespace gta_test;
 
 namespace {
-
-// A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            fmt::format("gta_st_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 std::string le64(uint64_t n) {
   std::string s(8, '\0');
@@ -61,21 +30,9 @@ std::string make_file(const std::string& header, const std::string& data) {
   return le64(header.size()) + header + data;
 }
 
-bool bytes_equal(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-  Tensor ca = a.contiguous(), cb = b.contiguous();
-  return a.nbytes() == 0 || std::memcmp(ca.raw_data(), cb.raw_data(), a.nbytes()) == 0;
-}
-
 // Expects load_safetensors(path) to throw a gta::Error containing every one of `parts`.
 void expect_load_error(const std::string& path, const std::vector<std::string>& parts) {
-  try {
-    load_safetensors(path);
-    ADD_FAILURE() << "expected an error loading " << path;
-  } catch (const gta::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
-  }
+  expect_error([&] { load_safetensors(path); }, parts);
 }
 
 }  // namespace
@@ -107,7 +64,7 @@ TEST(Safetensors, RoundTripEveryDtype) {
   ts["empty"] = Tensor::empty({0, 3}, DType::f32);
   std::map<std::string, std::string> meta = {{"config", R"({"a": 1})"}, {"step", "12"}, {"note", "ü ✓"}};
 
-  const std::string path = dir.file("x.safetensors");
+  const std::string path = dir / "x.safetensors";
   save_safetensors(path, ts, meta);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   auto f = load_safetensors(path);
@@ -117,7 +74,7 @@ TEST(Safetensors, RoundTripEveryDtype) {
     ASSERT_TRUE(f.tensors.count(name)) << name;
     const Tensor& g = f.tensors.at(name);
     EXPECT_TRUE(g.device().is_cpu());
-    EXPECT_TRUE(bytes_equal(t, g)) << name << ": " << t.str() << " vs " << g.str();
+    EXPECT_TRUE(bits_equal(t, g)) << name << ": " << t.str() << " vs " << g.str();
   }
 }
 
@@ -126,7 +83,7 @@ TEST(Safetensors, NonContiguousTensorsAreSavedInLogicalOrder) {
   Tensor a = Tensor::from_vector(std::vector<float>{0, 1, 2, 3, 4, 5}, {2, 3});
   Tensor at = a.transpose(0, 1);  // [3, 2], not contiguous
   ASSERT_FALSE(at.is_contiguous());
-  const std::string path = dir.file("t.safetensors");
+  const std::string path = dir / "t.safetensors";
   save_safetensors(path, {{"t", at}, {"s", a.slice(1, 1, 3)}});
   auto f = load_safetensors(path);
   EXPECT_EQ(f.tensors.at("t").shape(), (gta::Shape{3, 2}));
@@ -136,13 +93,13 @@ TEST(Safetensors, NonContiguousTensorsAreSavedInLogicalOrder) {
 
 TEST(Safetensors, HeaderIsPaddedSortedAndDescribesData) {
   TempDir dir;
-  const std::string path = dir.file("h.safetensors");
+  const std::string path = dir / "h.safetensors";
   save_safetensors(path,
                    {{"zeta", Tensor::from_vector(std::vector<float>{1, 2, 3}, {3})},
                     {"alpha", Tensor::from_vector(std::vector<int64_t>{9}, {1})},
                     {"mid", Tensor::from_vector(std::vector<uint16_t>{1, 2, 3}, {3})}},
                    {{"k", "v"}});
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
   ASSERT_GE(bytes.size(), 8u);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
@@ -166,12 +123,12 @@ TEST(Safetensors, HeaderIsPaddedSortedAndDescribesData) {
 TEST(Safetensors, ReadsFilesOfOtherWriters) {
   // Unpadded header, metadata absent, data in non-name order, a zero-size tensor.
   TempDir dir;
-  const std::string path = dir.file("o.safetensors");
+  const std::string path = dir / "o.safetensors";
   float a[2] = {1.5f, -2.f};
   int32_t b[1] = {77};
   std::string data(reinterpret_cast<const char*>(b), 4);
   data += std::string(reinterpret_cast<const char*>(a), 8);
-  write_bytes(path, make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},)"
+  write_file(path, make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},)"
                               R"("b":{"dtype":"I32","shape":[1,1],"data_offsets":[0,4]},)"
                               R"("z":{"dtype":"F64","shape":[0],"data_offsets":[12,12]}})",
                               data));
@@ -185,43 +142,43 @@ TEST(Safetensors, ReadsFilesOfOtherWriters) {
 
 TEST(Safetensors, RejectsMissingFile) {
   TempDir dir;
-  expect_load_error(dir.file("nope.safetensors"), {"nope.safetensors", "cannot open"});
+  expect_load_error(dir / "nope.safetensors", {"nope.safetensors", "cannot open"});
 }
 
 TEST(Safetensors, RejectsTooShortFile) {
   TempDir dir;
-  const std::string path = dir.file("short.safetensors");
-  write_bytes(path, "abc");
+  const std::string path = dir / "short.safetensors";
+  write_file(path, "abc");
   expect_load_error(path, {path, "too short"});
 }
 
 TEST(Safetensors, RejectsHeaderLengthBeyondFile) {
   TempDir dir;
-  const std::string path = dir.file("len.safetensors");
-  write_bytes(path, le64(1000) + "{}");
+  const std::string path = dir / "len.safetensors";
+  write_file(path, le64(1000) + "{}");
   expect_load_error(path, {path, "header length 1000", "past the end"});
 }
 
 TEST(Safetensors, RejectsBadJson) {
   TempDir dir;
-  const std::string path = dir.file("json.safetensors");
-  write_bytes(path, make_file(R"({"a": {"dtype": "F32", )", ""));
+  const std::string path = dir / "json.safetensors";
+  write_file(path, make_file(R"({"a": {"dtype": "F32", )", ""));
   expect_load_error(path, {path, "not valid JSON"});
-  write_bytes(path, make_file(R"([1, 2, 3])", ""));
+  write_file(path, make_file(R"([1, 2, 3])", ""));
   expect_load_error(path, {path, "must be a JSON object"});
 }
 
 TEST(Safetensors, RejectsOffsetsOutOfRange) {
   TempDir dir;
-  const std::string path = dir.file("range.safetensors");
-  write_bytes(path, make_file(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, '\0')));
+  const std::string path = dir / "range.safetensors";
+  write_file(path, make_file(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, '\0')));
   expect_load_error(path, {path, "tensor 'w'", "[0, 16]", "past the data buffer (8 bytes)"});
 }
 
 TEST(Safetensors, RejectsOverlappingTensors) {
   TempDir dir;
-  const std::string path = dir.file("overlap.safetensors");
-  write_bytes(path, make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+  const std::string path = dir / "overlap.safetensors";
+  write_file(path, make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                               R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                               std::string(12, '\0')));
   expect_load_error(path, {path, "'a'", "'b'", "overlap"});
@@ -229,45 +186,45 @@ TEST(Safetensors, RejectsOverlappingTensors) {
 
 TEST(Safetensors, RejectsSizeNotMatchingShape) {
   TempDir dir;
-  const std::string path = dir.file("size.safetensors");
-  write_bytes(path, make_file(R"({"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  const std::string path = dir / "size.safetensors";
+  write_file(path, make_file(R"({"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]}})", std::string(8, '\0')));
   expect_load_error(path, {path, "tensor 'w'", "span 8 bytes", "[2, 3]", "BF16", "needs 12 bytes"});
 }
 
 TEST(Safetensors, RejectsNegativeShape) {
   TempDir dir;
-  const std::string path = dir.file("neg.safetensors");
-  write_bytes(path, make_file(R"({"w":{"dtype":"F32","shape":[-1,2],"data_offsets":[0,0]}})", ""));
+  const std::string path = dir / "neg.safetensors";
+  write_file(path, make_file(R"({"w":{"dtype":"F32","shape":[-1,2],"data_offsets":[0,0]}})", ""));
   expect_load_error(path, {path, "tensor 'w'", "negative"});
 }
 
 TEST(Safetensors, RejectsUnsupportedDtypeNamingTensorAndDtype) {
   TempDir dir;
-  const std::string path = dir.file("f16.safetensors");
-  write_bytes(path, make_file(R"({"half":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", std::string(4, '\0')));
+  const std::string path = dir / "f16.safetensors";
+  write_file(path, make_file(R"({"half":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", std::string(4, '\0')));
   expect_load_error(path, {path, "tensor 'half'", "F16", "not support"});
-  write_bytes(path, make_file(R"({"odd":{"dtype":"Q4","shape":[2],"data_offsets":[0,4]}})", std::string(4, '\0')));
+  write_file(path, make_file(R"({"odd":{"dtype":"Q4","shape":[2],"data_offsets":[0,4]}})", std::string(4, '\0')));
   expect_load_error(path, {path, "tensor 'odd'", "unknown dtype 'Q4'"});
 }
 
 TEST(Safetensors, RejectsMalformedEntries) {
   TempDir dir;
-  const std::string path = dir.file("entry.safetensors");
-  write_bytes(path, make_file(R"({"w":{"dtype":"F32","shape":[1]}})", std::string(4, '\0')));
+  const std::string path = dir / "entry.safetensors";
+  write_file(path, make_file(R"({"w":{"dtype":"F32","shape":[1]}})", std::string(4, '\0')));
   expect_load_error(path, {path, "tensor 'w'", "data_offsets"});
-  write_bytes(path, make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", std::string(4, '\0')));
+  write_file(path, make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", std::string(4, '\0')));
   expect_load_error(path, {path, "tensor 'w'", "end before begin"});
-  write_bytes(path, make_file(R"({"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", std::string(4, '\0')));
+  write_file(path, make_file(R"({"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", std::string(4, '\0')));
   expect_load_error(path, {path, "tensor 'w'", "shape"});
-  write_bytes(path, make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", std::string(4, '\0')));
+  write_file(path, make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", std::string(4, '\0')));
   expect_load_error(path, {path, "tensor 'w'", "'x'"});
-  write_bytes(path, make_file(R"({"__metadata__":{"step":3}})", ""));
+  write_file(path, make_file(R"({"__metadata__":{"step":3}})", ""));
   expect_load_error(path, {path, "__metadata__", "step", "string"});
 }
 
 TEST(Safetensors, RejectsReservedOrEmptyNamesOnSave) {
   TempDir dir;
-  const std::string path = dir.file("r.safetensors");
+  const std::string path = dir / "r.safetensors";
   Tensor t = Tensor::zeros({1});
   EXPECT_THROW(save_safetensors(path, {{"__metadata__", t}}), gta::Error);
   EXPECT_THROW(save_safetensors(path, {{"", t}}), gta::Error);
@@ -277,15 +234,15 @@ TEST(Safetensors, RejectsReservedOrEmptyNamesOnSave) {
 
 TEST(Safetensors, AtomicWriteReplacesAndNeverLosesTheOldFile) {
   TempDir dir;
-  const std::string path = dir.file("ckpt.safetensors");
+  const std::string path = dir / "ckpt.safetensors";
   save_safetensors(path, {{"w", Tensor::from_vector(std::vector<float>{1, 2}, {2})}});
-  const std::string old_bytes = read_bytes(path);
+  const std::string old_bytes = read_file(path);
 
   // Overwriting succeeds and leaves no temporary behind.
   save_safetensors(path, {{"w", Tensor::from_vector(std::vector<float>{3, 4, 5}, {3})}});
   EXPECT_EQ(load_safetensors(path).tensors.at("w").to_doubles(), (std::vector<double>{3, 4, 5}));
   EXPECT_FALSE(fs::exists(path + ".tmp"));
-  const std::string new_bytes = read_bytes(path);
+  const std::string new_bytes = read_file(path);
 
   // The temporary cannot be created (a directory sits there): error, old file intact.
   fs::create_directories(path + ".tmp");
@@ -295,7 +252,7 @@ TEST(Safetensors, AtomicWriteReplacesAndNeverLosesTheOldFile) {
   } catch (const gta::Error& e) {
     EXPECT_NE(std::string(e.what()).find(path + ".tmp"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(read_bytes(path), new_bytes);
+  EXPECT_EQ(read_file(path), new_bytes);
   fs::remove_all(path + ".tmp");
 
   // The disk fills up while writing (the temporary is a link to /dev/full): error, old file intact.
@@ -307,12 +264,12 @@ TEST(Safetensors, AtomicWriteReplacesAndNeverLosesTheOldFile) {
     } catch (const gta::Error& e) {
       EXPECT_NE(std::string(e.what()).find("write failed"), std::string::npos) << e.what();
     }
-    EXPECT_EQ(read_bytes(path), new_bytes);
+    EXPECT_EQ(read_file(path), new_bytes);
     EXPECT_FALSE(fs::exists(fs::symlink_status(path + ".tmp"))) << "the failed temporary is removed";
   }
 
   // A missing directory is an error naming the path.
-  EXPECT_THROW(save_safetensors(dir.file("no/such/dir/x.safetensors"), {{"w", Tensor::zeros({1})}}), gta::Error);
+  EXPECT_THROW(save_safetensors(dir / "no/such/dir/x.safetensors", {{"w", Tensor::zeros({1})}}), gta::Error);
   (void)old_bytes;
 }
 

@@ -1,27 +1,18 @@
 #!/usr/bin/env bash
 # Data parallelism on the CPU over MPI: `mpirun -np 2 gta train` equals one process with the same
 # global batch (losses and weights within 1e-6 relative), and a 2-rank checkpoint resumes on 1 rank.
-set -euo pipefail
-: "${GTA:?}" "${SRC:?}"
-command -v mpirun >/dev/null || { echo "mpirun not found (apt install openmpi-bin)"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+command -v mpirun >/dev/null || fail "mpirun not found (apt install openmpi-bin)"
 mpi=(mpirun -np 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
 export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid cross-process memory attach
 
-"$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out data --vocab-size 512 --quiet
-cat > run.yaml <<'YAML'
-model:
-  vocab_size: 0
-  d_model: 32
-  n_layers: 2
-  d_ff: 64
-  n_heads: 4
-  # No q/k biases here: the key bias gets a gradient near zero (attention is nearly invariant to
-  # it), which Adam normalises into float-rounding noise that differs with summation order.
-  attention: {type: gva, n_q_heads: 2, n_k_heads: 1}
-data: {train: data/train_000000.h5, val: data/val_000000.h5, tokenizer: data/tokenizer.model}
+prepare_tiny data
+# No q/k biases here: the key bias gets a gradient near zero (attention is nearly invariant to
+# it), which Adam normalises into float-rounding noise that differs with summation order.
+tiny_run_yaml 2 "{type: gva, n_q_heads: 2, n_k_heads: 1}" > run.yaml
+cat >> run.yaml <<'YAML'
 train: {steps: 8, batch_size: 2, seq_len: 32, global_batch_tokens: 256, out_dir: one, log_every: 1, seed: 7}
 optim: {lr: 3.0e-3, warmup_steps: 2, decay_steps: 8}
 checkpoint: {every: 4, keep: 3}

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # gta golden-check on every shipped golden file; gta info on the ablation configs; bad inputs.
-set -euo pipefail
-: "${GTA:?}" "${SRC:?}"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$GTA" golden-check "$SRC"/tests/golden/*.safetensors
 
@@ -22,18 +21,14 @@ v = struct.unpack('<d', b[off:off + 8])[0]
 b[off:off + 8] = struct.pack('<d', v + 1.0)
 open(dst, 'wb').write(b)
 PY
-if "$GTA" golden-check "$tmp/bad.safetensors" > "$tmp/log" 2>&1; then
-  echo "tampered golden file passed"; exit 1
-fi
+if "$GTA" golden-check "$tmp/bad.safetensors" > "$tmp/log" 2>&1; then fail "tampered golden file passed"; fi
 grep -q FAIL "$tmp/log"
 
 # Truncated file: a clear error naming the file, non-zero exit.
 head -c 1000 "$SRC/tests/golden/gta.safetensors" > "$tmp/trunc.safetensors"
-if "$GTA" golden-check "$tmp/trunc.safetensors" 2> "$tmp/err"; then echo "truncated file accepted"; exit 1; fi
-grep -q "trunc.safetensors" "$tmp/err"
+expect_fail "trunc.safetensors" "$GTA" golden-check "$tmp/trunc.safetensors"
 
 # Bad model config: the error names the key and the rule.
 printf 'model:\n  d_model: 64\n  n_layers: 2\n  d_ff: 96\n  n_heads: 4\n  attention: {type: gqa, n_kv_heads: 3}\n' > "$tmp/bad.yaml"
-if "$GTA" info "$tmp/bad.yaml" 2> "$tmp/err"; then echo "bad config accepted"; exit 1; fi
-grep -q "n_kv_heads" "$tmp/err"
+expect_fail "n_kv_heads" "$GTA" info "$tmp/bad.yaml"
 echo "golden_check: ok"

@@ -3,33 +3,12 @@
 # a missing checkpoint, a truncated .safetensors, a directory that is no checkpoint, an unknown
 # flag, a checkpoint with no recorded tokenizer, missing required options.
 # Needs GTA (the binary) and SRC (the source tree, for a golden .safetensors to truncate).
-set -u
-: "${GTA:?set GTA to the gta binary}" "${SRC:?set SRC to the source directory}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-# expect_fail "substring of stderr" cmd args...: the command exits non-zero and says `substring`.
-expect_fail() {
-  local want=$1
-  shift
-  local out rc
-  out=$("$@" 2>&1 >/dev/null)
-  rc=$?
-  if [[ $rc -eq 0 ]]; then
-    echo "FAIL (exit 0): $*"
-    fails=$((fails + 1))
-  elif [[ $out != *"$want"* ]]; then
-    echo "FAIL (message lacks '$want'): $*"
-    echo "  got: $out"
-    fails=$((fails + 1))
-  else
-    echo "ok: $* -> ${out%%$'\n'*}"
-  fi
-}
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+set +e  # run every check, count the failures ($fails), report them at the end
 
 golden="$SRC/tests/golden/gta.safetensors"
-[[ -f $golden ]] || { echo "missing $golden"; exit 1; }
+[[ -f $golden ]] || fail "missing $golden"
 head -c 200 "$golden" >"$tmp/cut.safetensors"
 head -c 5 "$golden" >"$tmp/tiny.safetensors"
 head -c $(($(stat -c %s "$golden") - 100)) "$golden" >"$tmp/short_data.safetensors"  # header intact

@@ -1,22 +1,12 @@
 #!/usr/bin/env bash
 # End to end through the CLI: prepare -> train -> eval -> generate on a tiny corpus; the loss
 # falls; 2N steps == N steps + --resume + N steps, bit for bit (weights and logged losses).
-set -euo pipefail
-: "${GTA:?}" "${SRC:?}"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-"$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out data --vocab-size 512 --quiet
-
-cat > run.yaml <<'YAML'
-model:
-  vocab_size: 0
-  d_model: 32
-  n_layers: 2
-  d_ff: 64
-  n_heads: 4
-  attention: {type: gta, n_q_heads: 2, n_k_heads: 1, n_v_heads: 1, d_qk: 8, d_latent: 8, qkv_bias: true}
-data: {train: data/train_000000.h5, val: data/val_000000.h5, tokenizer: data/tokenizer.model}
+prepare_tiny data
+tiny_run_yaml 2 "{type: gta, n_q_heads: 2, n_k_heads: 1, n_v_heads: 1, d_qk: 8, d_latent: 8, qkv_bias: true}" > run.yaml
+cat >> run.yaml <<'YAML'
 train: {steps: 16, batch_size: 4, seq_len: 32, global_batch_tokens: 256, out_dir: full, log_every: 1, seed: 7}
 optim: {lr: 3.0e-3, warmup_steps: 4}
 checkpoint: {every: 8, keep: 2}

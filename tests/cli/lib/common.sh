@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Shared prelude of the CLI tests (tests/cli/*.sh), sourced first thing:
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# It lives in lib/ so that CMake (which globs tests/cli/*.sh) does not register it as a test.
+#
+# Needs GTA (the gta binary) and SRC (the source directory), as ctest sets them. Leaves the shell
+# in strict mode (set -euo pipefail) inside a fresh temporary directory, $tmp, removed on exit.
+set -euo pipefail
+: "${GTA:?set GTA to the gta binary}" "${SRC:?set SRC to the source directory}"
+SRC=$(cd "$SRC" && pwd)
+[[ $GTA != */* ]] || GTA="$(cd "$(dirname "$GTA")" && pwd)/$(basename "$GTA")"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+
+fails=0  # checks failed so far (expect_fail); a script that runs with `set +e` reports them at the end
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# prepare_tiny OUT [VOCAB]: the tiny test corpus (tests/data/tiny.txt) prepared into OUT: a
+# tokenizer of VOCAB pieces (512 by default) and its shards.
+prepare_tiny() {
+  "$GTA" prepare --input "$SRC/tests/data/tiny.txt" --out "$1" --vocab-size "${2:-512}" --quiet
+}
+
+# tiny_run_yaml N_LAYERS ATTENTION: prints the model: and data: sections of a run config, a model
+# 32 wide with 4 heads (vocabulary from the tokenizer) on the tiny corpus prepared into data/; the
+# caller appends the train, optim, ... sections.
+tiny_run_yaml() {
+  cat <<YAML
+model:
+  vocab_size: 0
+  d_model: 32
+  n_layers: $1
+  d_ff: 64
+  n_heads: 4
+  attention: $2
+data: {train: data/train_000000.h5, val: data/val_000000.h5, tokenizer: data/tokenizer.model}
+YAML
+}
+
+# expect_fail WANT COMMAND...: COMMAND exits non-zero, without a crash (gta's own errors exit 1,
+# CLI11's command-line errors 100 and up, a signal 128 and up), and its stderr contains WANT (a
+# fixed string). A failed check is counted in $fails and returns 1, which ends a `set -e` script.
+expect_fail() {
+  local want=$1
+  shift
+  local rc=0
+  "$@" >"$tmp/expect_fail.out" 2>"$tmp/expect_fail.err" || rc=$?
+  local err
+  err=$(<"$tmp/expect_fail.err")
+  if [[ $rc -eq 0 || $rc -ge 128 ]]; then
+    echo "FAIL (exit status $rc): $*"
+  elif [[ $err != *"$want"* ]]; then
+    echo "FAIL (message lacks '$want'): $*"
+  else
+    echo "ok: $* -> ${err%%$'\n'*}"
+    return 0
+  fi
+  echo "  stderr: $err"
+  fails=$((fails + 1))
+  return 1
+}
