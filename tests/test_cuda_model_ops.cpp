@@ -37,6 +37,7 @@
 #include "config/config.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
+#include "cuda_test_util.h"
 #include "gradcheck.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
@@ -54,16 +55,6 @@ using gta::Tensor;
 using Ts = std::vector<Tensor>;
 using Fn = std::function<Tensor(const Ts&)>;
 
-#define SKIP_WITHOUT_CUDA() \
-  if (!gta::cuda_available()) GTEST_SKIP() << "no CUDA device (or a CPU-only build)"
-
-const Device kGpu = Device::cuda(0);
-
-uint64_t fresh_seed() {
-  if (const char* s = std::getenv("GTA_TEST_SEED")) return std::strtoull(s, nullptr, 10);
-  static std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 double tolerance(DType t) { return t == DType::f32 ? 2e-5 : 1e-2; }
 
