@@ -246,18 +246,23 @@ TEST(AdamW, LoadStateErrorsNameTheProblem) {
   auto extra = ok;
   extra.tensors["v.exp_avg"] = Tensor::ones({1});
   expect_error(extra, "unexpected tensor v.exp_avg");
+  // An f32 parameter accepts the fp32 master of a bf16 run (GPU mixed precision resumed in f32)
+  // and ignores it; a master that does not fit is still an error.
   auto master = ok;
-  master.tensors["w.master"] = Tensor::ones({2, 3});
-  expect_error(master, "w.master");
+  master.tensors["w.master"] = Tensor::ones({2, 3, 1});
+  expect_error(master, "w.master has shape [2, 3, 1]");
   auto neg = ok;
   neg.step = -1;
   expect_error(neg, "step");
   // A failed load changes nothing.
   EXPECT_EQ(opt.step_count(), 0);
   EXPECT_EQ(opt.state().tensors.at("w.exp_avg").to_doubles()[0], 0.0);
-  opt.load_state(ok, "opt.safetensors");
+  auto from_bf16 = ok;
+  from_bf16.tensors["w.master"] = Tensor::ones({2, 3});
+  opt.load_state(from_bf16, "opt.safetensors");
   EXPECT_EQ(opt.step_count(), 4);
   EXPECT_EQ(opt.state().tensors.at("w.exp_avg").to_doubles()[0], 1.0);
+  EXPECT_EQ(opt.state().tensors.count("w.master"), 0u);  // an f32 parameter keeps no master
 }
 
 // ---- schedules -------------------------------------------------------------------------------

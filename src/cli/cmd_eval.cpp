@@ -17,6 +17,7 @@ namespace gta::cli {
 namespace {
 
 struct EvalCliOptions {
+  std::string device = "auto";
   std::string checkpoint;
   std::vector<std::string> data;
   infer::EvalOptions eval;
@@ -31,6 +32,7 @@ void run_eval(const EvalCliOptions& o) {
   // Resolved once, so the run's newest checkpoint cannot change between the lookups below.
   const std::string weights = train::resolve_model_weights(o.checkpoint).source;
   std::unique_ptr<nn::Model> model = train::load_model(weights);
+  model->params().move_to(resolve_device(o.device, 0, "--device"));
   infer::EvalOptions eo = o.eval;
   const std::string tok = infer::find_tokenizer(weights);  // the tokenizer of the run, if recorded
   if (!tok.empty()) eo.tokenizer_sha256 = sha256_file(tok);
@@ -64,6 +66,7 @@ void run_eval(const EvalCliOptions& o) {
 void register_eval(CLI::App& app) {
   auto o = std::make_shared<EvalCliOptions>();
   CLI::App* cmd = app.add_subcommand("eval", "Loss, perplexity and bits per byte of a checkpoint on HDF5 shards");
+  cmd->add_option("--device", o->device, "cpu, cuda, cuda:N or auto (the GPU when there is one)");
   cmd->add_option("checkpoint", o->checkpoint,
                   "Checkpoint directory, run directory (newest checkpoint) or .safetensors file")
       ->required();

@@ -17,6 +17,7 @@ namespace gta::cli {
 namespace {
 
 struct GenerateCliOptions {
+  std::string device = "auto";
   std::string checkpoint, prompt, tokenizer;
   int64_t num_samples = 1;
   bool across_documents = false;
@@ -48,6 +49,7 @@ void run_generate(const GenerateCliOptions& o) {
             "trained with",
             tok_path, tok.vocab_size(), weights, V);
   std::unique_ptr<nn::Model> model = train::load_model(weights);
+  model->params().move_to(resolve_device(o.device, 0, "--device"));
 
   // Training documents follow an EOS, so the prompt does too (when the tokenizer has one).
   std::vector<int32_t> prompt;
@@ -93,6 +95,7 @@ void run_generate(const GenerateCliOptions& o) {
 void register_generate(CLI::App& app) {
   auto o = std::make_shared<GenerateCliOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "Sample continuations of a prompt from a checkpoint (KV-cached)");
+  cmd->add_option("--device", o->device, "cpu, cuda, cuda:N or auto (the GPU when there is one)");
   cmd->add_option("checkpoint", o->checkpoint,
                   "Checkpoint directory, run directory (newest checkpoint) or .safetensors file")
       ->required();

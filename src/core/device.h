@@ -21,6 +21,11 @@ struct Device {
 
 // Parses "cpu", "cuda", "cuda:N"; throws gta::Error otherwise.
 Device parse_device(const std::string& s);
+// What a user's device setting means for this process: "auto" is this process's GPU when the
+// build has CUDA and a GPU is visible, else the CPU; "cuda" is cuda:<local_rank> (one process per
+// GPU under mpirun); "cpu" and "cuda:N" as parse_device. A GPU that is not there is an error
+// naming the setting (`what`, e.g. "train.device").
+Device resolve_device(const std::string& s, int local_rank = 0, const std::string& what = "device");
 // True when this build has the CUDA backend and at least one GPU is visible.
 bool cuda_available();
 int cuda_device_count();

@@ -61,6 +61,18 @@ Device parse_device(const std::string& s) {
   fail("bad device '{}' (expected cpu, cuda or cuda:N)", s);
 }
 
+Device resolve_device(const std::string& s, int local_rank, const std::string& what) {
+  const int n = cuda_device_count();
+  if (s == "auto") return n > 0 ? Device::cuda(local_rank % n) : Device::cpu();
+  const Device d = s == "cuda" ? Device::cuda(local_rank) : parse_device(s);
+  if (d.is_cuda()) {
+    GTA_CHECK(n > 0, "{} {}: this machine has no usable GPU (or gta was built without CUDA); use cpu or auto", what, s);
+    GTA_CHECK(d.index < n, "{} {}: GPU {} does not exist ({} visible{})", what, s, d.index, n,
+              s == "cuda" ? ", local rank " + std::to_string(local_rank) : "");
+  }
+  return d;
+}
+
 bool cuda_available() { return cuda_device_count() > 0; }
 int cuda_device_count() { return cuda::device_count(); }
 

@@ -14,7 +14,7 @@ namespace {
 
 // Normwise relative error: max|got - want| / max|want| (elementwise ratios explode near zero).
 double rel_err(const Tensor& got, const Tensor& want) {
-  std::vector<double> g = got.to_doubles(), w = want.to_doubles();
+  std::vector<double> g = got.to(Device::cpu()).to_doubles(), w = want.to_doubles();
   GTA_CHECK(g.size() == w.size(), "golden: size mismatch {} vs {}", got.str(), want.str());
   double diff = 0, scale = 0;
   for (size_t i = 0; i < g.size(); ++i) {
@@ -45,7 +45,7 @@ double GoldenReport::max_rel_err() const {
   return m;
 }
 
-GoldenReport check_golden(const std::string& path, DType dtype) {
+GoldenReport check_golden(const std::string& path, DType dtype, Device device) {
   io::SafetensorsFile f = io::load_safetensors(path);
   nlohmann::json cfg_json;
   try {
@@ -56,17 +56,19 @@ GoldenReport check_golden(const std::string& path, DType dtype) {
   config::ModelConfig cfg = config::model_config_from_json(cfg_json, path + " __metadata__.config");
   Model model(cfg, dtype);
   model.params().load(f.tensors, path, {"tokens", "expected.", "grad."});
+  model.params().move_to(device);
 
   GoldenReport rep;
   rep.path = path;
   rep.attention_type = cfg.attention.type;
   rep.dtype = dtype;
+  rep.device = device;
   rep.kv_elems_model = cfg.kv_cache_elems_per_token_per_layer();
   if (f.metadata.count("kv_cache_elems_per_token_per_layer"))
     rep.kv_elems_expected = std::stoll(f.metadata.at("kv_cache_elems_per_token_per_layer"));
 
   const Tensor& tokens = tensor(f, "tokens", path);
-  auto [inputs, targets] = split_inputs_targets(tokens);
+  auto [inputs, targets] = split_inputs_targets(tokens.to(device));
   Tensor logits = model.forward(inputs);
   Tensor loss = ops::cross_entropy(logits.reshape({-1, cfg.vocab_size}), targets);
   loss.backward();

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/dtype.h"
 
 namespace gta::nn {
@@ -18,11 +19,13 @@ struct GoldenGroupError {
 struct GoldenReport {
   std::string path, attention_type;
   DType dtype;
+  Device device;
   std::vector<GoldenGroupError> groups;
   int64_t kv_elems_expected = -1, kv_elems_model = -1;  // per token per layer
   double max_rel_err() const;
 };
 
-GoldenReport check_golden(const std::string& path, DType dtype);
+// The model runs on `device` (GPU: f32 or bf16); the comparison is made on the host.
+GoldenReport check_golden(const std::string& path, DType dtype, Device device = Device::cpu());
 
 }  // namespace gta::nn

@@ -252,12 +252,17 @@ std::string save_checkpoint(const std::string& out_dir, const nn::Params& params
       fail("cannot create {}: {}", tmp.string(), ec ? ec.message() : "already exists");
 
     const nlohmann::json model_json = config::to_json(model_cfg);
+    const optim::AdamWState ost = opt.state();
+    // Mixed precision: a bf16 parameter is the rounding of its fp32 master weight, so the model
+    // file holds the master (an f32 run, CPU or GPU, then continues from the exact weights).
     std::map<std::string, Tensor> weights;
-    for (const auto& [pname, t] : params.all()) weights[pname] = t.detach();
+    for (const auto& [pname, t] : params.all()) {
+      auto master = ost.tensors.find(pname + ".master");
+      weights[pname] = master != ost.tensors.end() ? master->second : t.detach();
+    }
     io::save_safetensors((tmp / kModelFile).string(), weights,
                          {{"format", "gta"}, {"config", model_json.dump()}, {"step", std::to_string(state.step)}});
 
-    const optim::AdamWState ost = opt.state();
     io::save_safetensors((tmp / kOptimFile).string(), ost.tensors,
                          {{"format", "gta-adamw"}, {"step", std::to_string(ost.step)}});
 
