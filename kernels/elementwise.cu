@@ -4,6 +4,7 @@
 //   binary:   out = a + b | a - b | a * b          a, b broadcast through stride-0 dimensions
 //   unary:    scale: x * alpha;  sigmoid: s = 1 / (1 + e^-x);  silu: x * s
 //   backward: sigmoid: dx = g * y * (1 - y);  silu: dx = g * s * (1 + x (1 - s))
+//   swiglu:   out = silu(a) * b;  da = g * b * s * (1 + a (1 - s)),  db = g * silu(a)
 //   add_inplace: dst += src;   fill: dst = value (any dtype)
 //   sum_middle:  out[p, q] = sum_r x[p, r, q]
 //
@@ -129,6 +130,24 @@ struct SiluBackF {  // (g, x)
     const A s = sigmoid_of(a[1]);
     return a[0] * s * (A(1) + a[1] * (A(1) - s));
   }
+};
+
+template <typename A>
+struct SwigluF {  // (a, b)
+  __device__ A operator()(const A (&x)[2]) const { return x[0] * sigmoid_of(x[0]) * x[1]; }
+};
+
+template <typename A>
+struct SwigluBackAF {  // (g, a, b)
+  __device__ A operator()(const A (&x)[3]) const {
+    const A s = sigmoid_of(x[1]);
+    return x[0] * x[2] * s * (A(1) + x[1] * (A(1) - s));
+  }
+};
+
+template <typename A>
+struct SwigluBackBF {  // (g, a)
+  __device__ A operator()(const A (&x)[2]) const { return x[0] * x[1] * sigmoid_of(x[1]); }
 };
 
 template <typename A>
@@ -299,6 +318,23 @@ void silu_backward(DType dtype, void* dx, const void* g, const void* x, int64_t 
     using T = decltype(tag);
     launch_map<T, 2>(static_cast<T*>(dx), {{static_cast<const T*>(g), static_cast<const T*>(x)}}, n,
                      SiluBackF<acc_t<T>>{});
+  });
+}
+
+void swiglu(DType dtype, void* out, const void* a, const void* b, int64_t n) {
+  dispatch_floating("swiglu", dtype, [&](auto tag) {
+    using T = decltype(tag);
+    launch_map<T, 2>(static_cast<T*>(out), {{static_cast<const T*>(a), static_cast<const T*>(b)}}, n,
+                     SwigluF<acc_t<T>>{});
+  });
+}
+
+void swiglu_backward(DType dtype, void* da, void* db, const void* g, const void* a, const void* b, int64_t n) {
+  dispatch_floating("swiglu backward", dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pg = static_cast<const T*>(g), *pa = static_cast<const T*>(a), *pb = static_cast<const T*>(b);
+    launch_map<T, 3>(static_cast<T*>(da), {{pg, pa, pb}}, n, SwigluBackAF<acc_t<T>>{});
+    launch_map<T, 2>(static_cast<T*>(db), {{pg, pa}}, n, SwigluBackBF<acc_t<T>>{});
   });
 }
 

@@ -25,6 +25,11 @@ void sigmoid_backward(DType dtype, void* dx, const void* g, const void* y, int64
 // dx = g * s * (1 + x * (1 - s)),  s = sigmoid(x)
 void silu_backward(DType dtype, void* dx, const void* g, const void* x, int64_t n);
 
+// SwiGLU's gated unit, fused (one pass instead of silu then mul), contiguous:
+//   out = silu(a) * b;   backward: da = g * b * s * (1 + a (1 - s)),  db = g * silu(a),  s = sigmoid(a)
+void swiglu(DType dtype, void* out, const void* a, const void* b, int64_t n);
+void swiglu_backward(DType dtype, void* da, void* db, const void* g, const void* a, const void* b, int64_t n);
+
 // dst[k] += src[k] for k < n (contiguous).
 void add_inplace(DType dtype, void* dst, const void* src, int64_t n);
 

@@ -370,8 +370,15 @@ TEST(CudaOps, UnaryForwardBackward) {
     const std::string n = shape_str(s);
     Ts in = {rp(rng, s, 3.0)};
     check_both("scale " + n, [](const Ts& x) { return ops::scale(x[0], -2.5); }, in, seed);
-    check_both("sigmoid " + n, [](const Ts& x) { return ops::sigmoid(x[0]); }, in, seed);
     check_both("silu " + n, [](const Ts& x) { return ops::silu(x[0]); }, in, seed);
+    // sigmoid's backward uses the saved output y: in bf16, y near 1 is rounded by up to 2^-9, so
+    // the factor 1 - y is off by up to 2^-9 / (1 - y) relative. Long vectors average this out
+    // (normwise); one or seven elements do not (measured 2.9e-2 on one element), so they get 5e-2.
+    check_graph("sigmoid " + n, [](const Ts& x) { return ops::sigmoid(x[0]); }, in, DType::f32, seed);
+    check_graph("sigmoid " + n, [](const Ts& x) { return ops::sigmoid(x[0]); }, in, DType::bf16, seed,
+                gta::shape_numel(s) < 100 ? 5e-2 : -1);
+    Ts ab = {rp(rng, s, 3.0), rp(rng, s)};
+    check_both("swiglu " + n, [](const Ts& x) { return ops::swiglu(x[0], x[1]); }, ab, seed);
   }
   // Non-contiguous inputs, and a chain.
   Ts in = {rp(rng, {129, 33}, 2.0)};

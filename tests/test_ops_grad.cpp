@@ -135,6 +135,16 @@ TEST(GradCheck, Silu) {
   EXPECT_GRADCHECK([](const Ts& x) { return ops::silu(x[0]); }, {randn_param(rng, {3, 5, 7}, 3.0)});
 }
 
+TEST(GradCheck, Swiglu) {
+  Rng rng(17);
+  EXPECT_GRADCHECK([](const Ts& x) { return ops::swiglu(x[0], x[1]); },
+                   {randn_param(rng, {3, 5, 7}, 3.0), randn_param(rng, {3, 5, 7})});
+  // Equals silu(a) * b, the unfused form it replaces.
+  Tensor a = randn_param(rng, {4, 9}, 2.0), b = randn_param(rng, {4, 9});
+  const auto fused = ops::swiglu(a, b).to_doubles(), plain = ops::mul(ops::silu(a), b).to_doubles();
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_NEAR(fused[i], plain[i], 1e-12 * (1 + std::abs(plain[i])));
+}
+
 TEST(GradCheck, Sigmoid) {
   Rng rng(8);
   EXPECT_GRADCHECK([](const Ts& x) { return ops::sigmoid(x[0]); }, {randn_param(rng, {3, 5, 7}, 3.0)});

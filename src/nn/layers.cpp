@@ -22,6 +22,6 @@ MLP::MLP(Params& p, const std::string& prefix, int64_t d, int64_t d_ff, double s
       up(p, prefix + "up_proj", d, d_ff, false, std),
       down(p, prefix + "down_proj", d_ff, d, false, out_std) {}
 
-Tensor MLP::operator()(const Tensor& x) const { return down(ops::mul(ops::silu(gate(x)), up(x))); }
+Tensor MLP::operator()(const Tensor& x) const { return down(ops::swiglu(gate(x), up(x))); }
 
 }  // namespace gta::nn

@@ -22,7 +22,7 @@ struct RMSNorm {
   Tensor operator()(const Tensor& x) const;
 };
 
-// MLP(h) = down(silu(gate(h)) * up(h)), no biases.
+// MLP(h) = down(silu(gate(h)) * up(h)), no biases (the gate is one fused op, ops::swiglu).
 struct MLP {
   Linear gate, up, down;
   MLP() = default;

@@ -17,6 +17,7 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& a, double s);  // a * s
 Tensor silu(const Tensor& x);             // x * sigmoid(x)
 Tensor sigmoid(const Tensor& x);
+Tensor swiglu(const Tensor& a, const Tensor& b);  // silu(a) * b, one fused op (same shapes)
 // In place, no autograd: dst += src (same shape), dst = 0.
 void add_(const Tensor& dst, const Tensor& src);
 void fill_(const Tensor& dst, double value);
