@@ -58,19 +58,6 @@ using Fn = std::function<Tensor(const Ts&)>;
 
 double tolerance(DType t) { return t == DType::f32 ? 2e-5 : 1e-2; }
 
-double normwise(const std::vector<double>& got, const std::vector<double>& want) {
-  if (got.size() != want.size()) return INFINITY;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isnan(got[i]) || std::isinf(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-Tensor rounded(const Tensor& x, DType t) { return x.detach().to(t).to(DType::f64); }
-
 struct Limits {
   double out = -1, grad = -1;  // <0: tolerance(dtype)
   DType out_dtype = DType::f64;  // f64: the GPU dtype

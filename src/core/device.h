@@ -1,6 +1,7 @@
 // Where a tensor's storage lives. Every tensor carries its device; ops dispatch on it so the
 // CUDA backend plugs in beside the CPU one without changing callers.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace gta {

@@ -8,7 +8,10 @@
 //   dq += scale dS_u k_u,  dk_u += scale dS_u q,  dv_u += P_u g
 // Shared key/value heads receive the sum over the query heads that read them.
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "autograd/node.h"
 #include "ops/dispatch.h"
@@ -16,6 +19,7 @@
 #ifdef GTA_WITH_CUDA
 #include "core/cuda_runtime.h"
 #include "kernels/attention_ref.h"
+#include "kernels/flash_attention.h"
 #endif
 
 namespace gta::ops {
@@ -115,8 +119,21 @@ void backward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v,
 }
 
 #ifdef GTA_WITH_CUDA
-// GPU path (kernels/attention_ref.cu): f32/bf16, fp32 arithmetic; saves the output and the f32
-// log-sum-exp [B, n_q, T] (no attention matrix); the backward recomputes P from them.
+// GPU path: the tensor-core kernels (kernels/flash_attention.cu) for bf16 at the head widths they
+// are built for, the reference kernels (kernels/attention_ref.cu: f32/bf16, any widths) otherwise.
+// Both save the output and the f32 log-sum-exp [B, n_q, T] (no attention matrix) and recompute P
+// in the backward. GTA_ATTENTION=ref forces the reference kernels, so tests and benchmarks can
+// compare the two paths in one binary.
+bool force_reference() {
+  static const bool ref = [] {
+    const char* e = std::getenv("GTA_ATTENTION");
+    return e && std::string(e) == "ref";
+  }();
+  return ref;
+}
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+
 Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const Dims& D) {
   const Device dev = q.device();
   cuda::DeviceGuard guard(dev.index);
@@ -124,19 +141,34 @@ Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, double 
   Tensor out = Tensor::empty({D.B, D.T, D.nq, D.dv}, q.dtype(), dev);
   Tensor lse = Tensor::empty({D.B, D.nq, D.T}, DType::f32, dev);
   const kernels::AttnDims a{D.B, D.T, D.S, D.nq, D.nk, D.nv, D.dqk, D.dv};
-  kernels::attention_forward(q.dtype(), a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
-                             out.raw_data(), lse.data<float>());
+  // flash kernels read 16-byte vectors: views at odd offsets take the reference path
+  const bool flash = q.dtype() == DType::bf16 && !force_reference() && kernels::flash_attention_supported(a) &&
+                     aligned16(qc) && aligned16(kc) && aligned16(vc);
+  if (flash)
+    kernels::flash_attention_forward(a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
+                                     out.raw_data(), lse.data<float>());
+  else
+    kernels::attention_forward(q.dtype(), a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
+                               out.raw_data(), lse.data<float>());
   if (!autograd::needs_grad({q, k, v})) return out;
   Tensor od = out.detach();
-  autograd::record(out, "attention", {q, k, v}, [qc, kc, vc, od, lse, a, scale, dev](const Tensor& g) {
+  autograd::record(out, "attention", {q, k, v}, [qc, kc, vc, od, lse, a, scale, dev, flash](const Tensor& g) {
     cuda::DeviceGuard guard(dev.index);
     Tensor gc = g.contiguous();
     Tensor dq = Tensor::empty(qc.shape(), g.dtype(), dev), dk = Tensor::empty(kc.shape(), g.dtype(), dev),
            dv = Tensor::empty(vc.shape(), g.dtype(), dev);
-    Tensor dsum = Tensor::empty({std::max<int64_t>(1, a.B * a.nq * a.T)}, DType::f32, dev);
-    kernels::attention_backward(g.dtype(), a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
-                                od.raw_data(), gc.raw_data(), lse.data<float>(), dsum.data<float>(), dq.raw_data(),
-                                dk.raw_data(), dv.raw_data());
+    if (flash && aligned16(gc)) {
+      const int64_t bytes = static_cast<int64_t>(kernels::flash_attention_backward_scratch_bytes(a));
+      Tensor scratch = Tensor::empty({(bytes + 3) / 4}, DType::f32, dev);
+      kernels::flash_attention_backward(a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(), vc.raw_data(),
+                                        od.raw_data(), gc.raw_data(), lse.data<float>(), scratch.raw_data(),
+                                        dq.raw_data(), dk.raw_data(), dv.raw_data());
+    } else {
+      Tensor dsum = Tensor::empty({std::max<int64_t>(1, a.B * a.nq * a.T)}, DType::f32, dev);
+      kernels::attention_backward(g.dtype(), a, static_cast<float>(scale), qc.raw_data(), kc.raw_data(),
+                                  vc.raw_data(), od.raw_data(), gc.raw_data(), lse.data<float>(), dsum.data<float>(),
+                                  dq.raw_data(), dk.raw_data(), dv.raw_data());
+    }
     return std::vector<Tensor>{dq, dk, dv};
   });
   return out;
