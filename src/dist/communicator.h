@@ -1,9 +1,9 @@
 // Collective communication between the ranks of a data-parallel run.
 // One process per device; rank, world size and local rank come from the launcher's
 // environment (mpirun: Open MPI's OMPI_COMM_WORLD_*, MPICH/Hydra's PMI_*, Slurm's SLURM_*).
-// Implementations: LocalCommunicator (one process: every collective is the identity) and
-// MpiCommunicator (CPU tensors over MPI). Collectives on GPU tensors go through NCCL once the
-// CUDA backend trains (its communicator plugs in behind the same interface).
+// Implementations: LocalCommunicator (one process: every collective is the identity),
+// MpiCommunicator (CPU tensors over MPI; mpi_communicator.h) and NcclCommunicator (CUDA tensors
+// over NCCL, one process per GPU, bootstrapped through MPI; nccl_communicator.h).
 #pragma once
 #include <memory>
 #include <string>
@@ -48,8 +48,10 @@ class Communicator {
   [[noreturn]] virtual void abort(const std::string& message) = 0;
 };
 
-// The communicator for this process: local for a single process, MPI when launched with
-// several ranks. `timeout_s` bounds every collective.
-std::unique_ptr<Communicator> make_communicator(const LaunchEnv& env, double timeout_s);
+// The communicator for this process: local for a single process; with several ranks NCCL when
+// the model computes on a GPU (`compute_device` must then be cuda:<local rank>: one process per
+// GPU), MPI otherwise. `timeout_s` (dist.timeout_s) bounds every collective.
+std::unique_ptr<Communicator> make_communicator(const LaunchEnv& env, double timeout_s,
+                                                Device compute_device = Device::cpu());
 
 }  // namespace gta::dist

@@ -22,6 +22,12 @@ GradSync::~GradSync() { *alive_ = false; }
 
 void GradSync::on_ready(size_t index) {
   if (!sync_ || comm_.world_size() == 1) return;
+  // A bucket holds one dtype on one device: a gradient of another kind closes the open bucket.
+  if (!open_.empty()) {
+    const Tensor& g = params_[index].grad();
+    const Tensor& o = params_[open_.front()].grad();
+    if (g.dtype() != o.dtype() || g.device() != o.device()) launch_open_bucket();
+  }
   open_.push_back(index);
   open_bytes_ += static_cast<int64_t>(params_[index].nbytes());
   if (open_bytes_ >= bucket_bytes_) launch_open_bucket();
@@ -35,12 +41,15 @@ void GradSync::launch_open_bucket() {
   open_bytes_ = 0;
   int64_t n = 0;
   for (size_t i : b.members) n += params_[i].numel();
+  // Flattened on the gradients' own device (a GPU bucket never leaves the GPU): copy_strided
+  // dispatches on the device and, on a GPU, queues its copies on the compute stream, which the
+  // communicator orders its collective behind.
   const Tensor& first = params_[b.members[0]].grad();
   b.flat = Tensor::empty({n}, first.dtype(), first.device());
   int64_t off = 0;
   for (size_t i : b.members) {
-    Tensor g = params_[i].grad();
-    copy_strided(b.flat.slice(0, off, off + g.numel()), g.reshape({-1}));
+    const Tensor g = params_[i].grad();
+    copy_strided(b.flat.slice(0, off, off + g.numel()).reshape(g.shape()), g);
     off += g.numel();
   }
   b.work = comm_.all_reduce_async(b.flat);
@@ -57,8 +66,8 @@ void GradSync::finish() {
             "parameter must take part in the loss on every rank", reduced, params_.size());
   const double inv_world = 1.0 / comm_.world_size();
   for (Bucket& b : in_flight_) {
-    b.work->wait();
-    Tensor avg = ops::scale(b.flat, inv_world);
+    b.work->wait();  // on a GPU: also orders the compute stream behind the collective
+    Tensor avg = ops::scale(b.flat, inv_world);  // on the bucket's device
     int64_t off = 0;
     for (size_t i : b.members) {
       Tensor g = params_[i].grad();

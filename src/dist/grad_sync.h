@@ -4,6 +4,8 @@
 // bucket, waits for all of them and writes grad = (sum over ranks) / world back.
 // Only the last micro-step of gradient accumulation communicates (set_sync(true)); earlier
 // micro-steps just accumulate locally.
+// Device-agnostic: buckets live on the gradients' device (CPU buckets go over MPI, GPU buckets
+// over NCCL without a host round trip); a bucket holds gradients of one dtype and one device.
 #pragma once
 #include <memory>
 #include <string>

@@ -33,11 +33,16 @@ std::atomic<bool> g_stop{false};
 
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
-Device resolve_device(const std::string& s) {
-  if (s == "auto" || s == "cpu") return Device::cpu();
-  fail("train.device '{}': this build trains on the CPU only (the CUDA op backend is not implemented yet); "
-       "use cpu or auto",
-       s);
+// The CPU backend computes in f32 and f64, the CUDA backend in f32 and bf16 (bf16 parameters
+// with fp32 master weights in AdamW: mixed precision).
+DType resolve_dtype(const std::string& name, Device device) {
+  const DType dtype = dtype_from_name(name);
+  GTA_CHECK(device.is_cuda() || dtype != DType::bf16,
+            "train.dtype bf16 needs a GPU (train.device resolved to cpu); use f32 on the CPU");
+  GTA_CHECK(device.is_cpu() || dtype != DType::f64,
+            "train.dtype f64 runs on the CPU only (train.device resolved to {}); use f32 or bf16 on the GPU",
+            device.str());
+  return dtype;
 }
 
 // The tokenizer fixes the vocabulary: the model's must hold every id, and the shards must
@@ -68,12 +73,10 @@ bool stop_requested() { return g_stop.load(); }
 
 namespace {
 
-TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm) {
+TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Device device) {
   config::RunConfig cfg = opts.config;
   const auto& tc = cfg.train;
-  const Device device = resolve_device(tc.device);
-  GTA_CHECK(tc.dtype != "bf16", "train.dtype bf16: the CPU backend trains in f32 or f64 (bf16 needs the CUDA backend)");
-  const DType dtype = dtype_from_name(tc.dtype);
+  const DType dtype = resolve_dtype(tc.dtype, device);
   GTA_CHECK(!cfg.data.train.empty(), "{}: data.train is not set (shard file, directory or glob)", opts.config_source);
   GTA_CHECK(!cfg.data.tokenizer.empty(), "{}: data.tokenizer is not set (the SentencePiece model of the shards)",
             opts.config_source);
@@ -112,7 +115,9 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm) {
     std::ofstream(fs::path(tc.out_dir) / "tokenizer.model", std::ios::binary) << tok.model_bytes();
   }
 
+  // Initialised on the CPU (the same draws whatever the device), then moved.
   nn::Model model(cfg.model, dtype, tc.seed);
+  model.params().move_to(device);
   optim::AdamW opt(model.params().all(), cfg.optim);
   dist::GradSync grad_sync(*comm, model.params().all(), cfg.dist.bucket_mb);
   Rng rng(tc.seed ^ 0x5eedull);  // reserved for stochastic parts of training; checkpointed
@@ -130,9 +135,10 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm) {
   std::optional<MetricsLog> metrics;
   if (lead) metrics.emplace((fs::path(tc.out_dir) / "metrics.jsonl").string(), ckpt ? step : -1);
   Progress progress(step, tc.steps, lead);
-  progress.message(fmt::format("gta train: {} attention, {:.2f}M parameters, {} tokens/step ({} x {} x {} accum x {} "
+  progress.message(fmt::format("gta train: {} attention, {:.2f}M parameters, {} {}, {} tokens/step ({} x {} x {} accum x {} "
                                "ranks, {}), {} steps{}",
-                               cfg.model.attention.type, model.params().count() / 1e6, tokens_per_step,
+                               cfg.model.attention.type, model.params().count() / 1e6, device.str(),
+                               dtype_name(dtype), tokens_per_step,
                                tc.batch_size, tc.seq_len, accum, world, comm->name(), tc.steps,
                                ckpt ? fmt::format(", resuming from step {}", step) : ""));
   if (lead && !ckpt)
@@ -174,17 +180,19 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm) {
   while (step < tc.steps) {
     const double lr = optim::lr_at(cfg.optim, schedule_steps, step);
     opt.zero_grad();
-    double loss_sum = 0;
+    std::vector<Tensor> losses;  // read after backward: reading one waits for the device
     for (int64_t micro = 0; micro < accum; ++micro) {
       data::Batch batch = loader.next_batch();
       Tensor tokens = Tensor::from_vector(batch.tokens, {batch.B, batch.T + 1}).to(device);
       Tensor loss = model.loss(tokens);
-      loss_sum += loss.item();
+      losses.push_back(loss.detach());
       // Mean over the global batch: each micro-batch contributes 1/accum of its mean.
       grad_sync.set_sync(micro == accum - 1);  // communicate only after the last micro-batch
       (accum > 1 ? ops::scale(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
     grad_sync.finish();
+    double loss_sum = 0;
+    for (const Tensor& l : losses) loss_sum += l.item();
     const double train_loss = comm->sum(loss_sum) / static_cast<double>(accum * world);
     GTA_CHECK(std::isfinite(train_loss), "step {}: the training loss is {} (diverged); lower optim.lr or check the data",
               step + 1, train_loss);
@@ -226,10 +234,11 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm) {
 }  // namespace
 
 TrainSummary run_training(const TrainOptions& opts) {
-  std::unique_ptr<dist::Communicator> comm =
-      dist::make_communicator(dist::detect_launch_env(), opts.config.dist.timeout_s);
+  const dist::LaunchEnv env = dist::detect_launch_env();
+  const Device device = resolve_device(opts.config.train.device, env.local_rank, "train.device");
+  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(env, opts.config.dist.timeout_s, device);
   try {
-    return train_with(opts, comm.get());
+    return train_with(opts, comm.get(), device);
   } catch (const std::exception& e) {
     // One rank failing alone would leave the others waiting in a collective: end them all.
     if (comm->world_size() > 1) comm->abort(e.what());

@@ -13,7 +13,7 @@ prepare_tiny data
 # it), which Adam normalises into float-rounding noise that differs with summation order.
 tiny_run_yaml 2 "{type: gva, n_q_heads: 2, n_k_heads: 1}" > run.yaml
 cat >> run.yaml <<'YAML'
-train: {steps: 8, batch_size: 2, seq_len: 32, global_batch_tokens: 256, out_dir: one, log_every: 1, seed: 7}
+train: {device: cpu, steps: 8, batch_size: 2, seq_len: 32, global_batch_tokens: 256, out_dir: one, log_every: 1, seed: 7}
 optim: {lr: 3.0e-3, warmup_steps: 2, decay_steps: 8}
 checkpoint: {every: 4, keep: 3}
 eval: {every: 0, batches: 2}
@@ -73,6 +73,21 @@ for run in ["two", "mixed"]:
     assert d < 1e-6, (run, la, lb)
 PY
 echo "dist_mpi: ok"
+
+# `gta bench train` under mpirun (CPU: MPI): every rank trains on its own tokens with gradients
+# averaged each step; rank 0 alone prints the global rate, timed by the slowest rank.
+"${mpi[@]}" "$GTA" bench train run.yaml --vocab-size 512 --batch 2 --seq-len 16 --steps 2 --warmup 1 --json \
+  > bench.json 2> bench.err || { cat bench.err; fail "mpirun gta bench train failed"; }
+/usr/bin/python3 - <<'PY'
+import json
+lines = [l for l in open("bench.json") if l.strip()]
+assert len(lines) == 1, lines  # rank 0 only
+r = json.loads(lines[0])
+assert r["world_size"] == 2 and r["communicator"] == "mpi" and r["device"] == "cpu", r
+assert r["tokens_per_s"] > 0 and "peak_allocated_gb" not in r, r
+print(f"bench train, 2 ranks: {r['tokens_per_s']:.0f} tokens/s")
+PY
+echo "dist_mpi bench: ok"
 
 # Faults: a stalled rank (SIGSTOP) makes the other abort the job within dist.timeout_s; a crashed
 # rank (SIGKILL) ends the job. Never a silent hang.

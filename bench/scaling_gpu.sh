@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Multi-GPU data parallelism (NCCL) on one CUDA machine: build, check, then measure weak scaling.
+#
+#   bench/scaling_gpu.sh                          # every step; logs and scaling.md in $OUT (default scaling-gpu)
+#   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check scaling),
+#   STEPS="tests check scaling" bench/scaling_gpu.sh   e.g. to split the work over two shorter calls
+# Knobs: BUILD_DIR (build-gpu), CONFIG (configs/models/s/gta.yaml), BENCH_STEPS (20), BENCH_WARMUP (5),
+# RUN_TIMEOUT (540 s per mpirun), NCCL_DEBUG (WARN).
+#
+# Steps (each one's output is tee'd to $OUT/<step>.log and its verdict to $OUT/summary.log; a failed
+# step is reported and the script goes on, exiting non-zero at the end):
+#   build    configure $BUILD_DIR for sm_90 with Ninja; build gta (and gta_tests when `tests` is in STEPS)
+#   tests    the NCCL unit test on 2 ranks: mpirun -np 2 $BUILD_DIR/gta_tests --gtest_filter='DistNccl*'
+#            (collectives on CUDA tensors, GradSync on GPU gradients); fails if the tests skipped
+#   check    correctness smoke run: `gta bench train` on 2 GPUs in f32 (3 steps, small batch) must
+#            finish without error (NCCL set-up, GPU gradient buckets, all-reduce every step)
+#   scaling  `gta bench train $CONFIG`, bf16, per-GPU batch 8 x 2048 fixed (weak scaling), on
+#            N = 1, 2, 4 GPUs (up to what nvidia-smi lists): global tokens/s, per-GPU tokens/s and
+#            efficiency against 1 GPU, written to $OUT/scaling.md with the card, date and commit.
+# NVLink multicast (NVLS) stays off (-x NCCL_NVLS_ENABLE=0, and gta sets it too): on shared
+# multi-GPU hosts a program that sets up NVLink multicast can put every GPU of the host out of service.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-scaling-gpu}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+STEPS=${STEPS:-build tests check scaling}
+CONFIG=${CONFIG:-configs/models/s/gta.yaml}
+BENCH_STEPS=${BENCH_STEPS:-20}
+BENCH_WARMUP=${BENCH_WARMUP:-5}
+RUN_TIMEOUT=${RUN_TIMEOUT:-540}  # seconds for one mpirun; a hang is reported, not waited out
+export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid cross-process memory attach
+failed=()
+
+log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/summary.log"; }
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+# step NAME COMMAND...: runs COMMAND with its output tee'd to $OUT/NAME.log; records a failure.
+step() {
+  local name=$1
+  shift
+  log "$name: $*"
+  local rc=0
+  "$@" 2>&1 | tee "$OUT/$name.log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    local why="exit status $rc"
+    [ "$rc" -eq 124 ] && why="timed out after $RUN_TIMEOUT s"
+    log "$name: FAILED ($why); see $OUT/$name.log"
+    failed+=("$name")
+    return 1
+  fi
+  log "$name: exit status 0"
+}
+
+ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+[ "$dirty" -gt 0 ] && commit="$commit + $dirty uncommitted file(s)"
+log "machine: $ngpu GPU(s) (${card:-none found}), commit $commit, OUT=$OUT, steps: $STEPS"
+if [ "$ngpu" -lt 1 ]; then
+  log "nvidia-smi lists no GPU: this script needs a CUDA machine"
+  exit 1
+fi
+
+mpi=(mpirun -x NCCL_NVLS_ENABLE=0 -x "NCCL_DEBUG=${NCCL_DEBUG:-WARN}" --bind-to none)
+[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+BUILD_DIR=${BUILD_DIR:-build-gpu}
+gta=$BUILD_DIR/gta
+
+if want build; then
+  targets=(gta)
+  want tests && targets+=(gta_tests)
+  step build bash -c "cmake -S . -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 && ninja -C $BUILD_DIR ${targets[*]}" ||
+    { log "build failed: nothing else can run"; exit 1; }
+fi
+[ -x "$gta" ] || { log "$gta is missing: run the build step first (STEPS=build)"; exit 1; }
+
+if want tests; then
+  if [ "$ngpu" -lt 2 ]; then
+    log "tests: skipped (needs 2 GPUs, $ngpu listed)"
+  elif [ ! -x "$BUILD_DIR/gta_tests" ]; then
+    log "tests: $BUILD_DIR/gta_tests is missing (run the build step with tests in STEPS)"
+    failed+=(tests)
+  else
+    # The test binary skips these tests unless it runs as exactly 2 ranks on 2 GPUs; check that
+    # they really ran (gtest prints SKIPPED otherwise).
+    step tests timeout "$RUN_TIMEOUT" "${mpi[@]}" -np 2 "$BUILD_DIR/gta_tests" --gtest_filter='DistNccl*' &&
+      if grep -q "SKIPPED" "$OUT/tests.log"; then
+        log "tests: FAILED: the NCCL tests skipped instead of running (see $OUT/tests.log)"
+        failed+=(tests)
+      fi
+  fi
+fi
+
+if want check; then
+  if [ "$ngpu" -lt 2 ]; then
+    log "check: skipped (needs 2 GPUs, $ngpu listed)"
+  else
+    step check timeout "$RUN_TIMEOUT" "${mpi[@]}" -np 2 "$gta" bench train "$CONFIG" --device cuda --dtype f32 \
+      --batch 2 --seq-len 128 --steps 3 --warmup 0 --timeout 120 --json &&
+      if ! grep -q '"world_size":2' "$OUT/check.log"; then
+        log "check: FAILED: no 2-rank result line in $OUT/check.log"
+        failed+=(check)
+      fi
+  fi
+fi
+
+if want scaling; then
+  results=()
+  for n in 1 2 4; do
+    [ "$n" -le "$ngpu" ] || { log "scaling: N=$n skipped ($ngpu GPU(s) listed)"; continue; }
+    if step "scaling_$n" timeout "$RUN_TIMEOUT" "${mpi[@]}" -np "$n" "$gta" bench train "$CONFIG" --device cuda \
+      --dtype bf16 --batch 8 --seq-len 2048 --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --timeout 300 --json; then
+      line=$(grep '^{' "$OUT/scaling_$n.log" | tail -n 1)
+      if [ -n "$line" ]; then
+        echo "$line" > "$OUT/scaling_$n.json"
+        results+=("$n")
+      else
+        log "scaling: N=$n printed no JSON line (see $OUT/scaling_$n.log)"
+        failed+=("scaling_$n")
+      fi
+    fi
+  done
+  /usr/bin/env python3 - "$OUT" "${card:-unknown}" "$commit" "$CONFIG" "$BENCH_STEPS" "$BENCH_WARMUP" \
+    "${failed[*]:-}" "${results[@]}" <<'PY' | tee "$OUT/scaling.md"
+import datetime, json, sys
+out, card, commit, config, steps, warmup, failed, *ns = sys.argv[1:]
+rows = {int(n): json.load(open(f"{out}/scaling_{n}.json")) for n in ns}
+print(f"# Data-parallel weak scaling, {config}")
+print()
+print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {card}, commit {commit}. "
+      f"`mpirun -np N gta bench train {config} --device cuda --dtype bf16 --batch 8 --seq-len 2048 "
+      f"--steps {steps} --warmup {warmup}` (NCCL, NCCL_NVLS_ENABLE=0): per-GPU batch fixed at 8 x 2048 "
+      "random tokens, gradients all-reduced every step in 25 MB buckets started during backward; time = the "
+      "slowest rank's. Efficiency = per-GPU tokens/s over the 1-GPU run's.")
+print()
+print("| GPUs | tokens/s | per-GPU tokens/s | efficiency vs 1 GPU | model TFLOP/s | peak GPU memory (alloc / reserved) | last loss |")
+print("|---|---|---|---|---|---|---|")
+base = rows[1]["tokens_per_s"] if 1 in rows else None
+for n in sorted(rows):
+    r = rows[n]
+    tps = r["tokens_per_s"]
+    per = tps / n
+    eff = f"{100 * per / base:.1f}%" if base else "n/a (no 1-GPU run)"
+    print(f"| {n} | {tps:,.0f} | {per:,.0f} | {eff} | {r['model_tflops']:.1f} | "
+          f"{r.get('peak_allocated_gb', 0):.2f} / {r.get('peak_reserved_gb', 0):.2f} GB | {r['last_loss']:.4f} |")
+if not rows:
+    print("| - | no run succeeded | | | | | |")
+if failed:
+    print()
+    print(f"Failed steps: {failed} (logs beside this file).")
+PY
+fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  log "FAILED steps: ${failed[*]} (logs in $OUT)"
+  exit 1
+fi
+log "all steps ok (logs in $OUT)"
