@@ -12,7 +12,7 @@ generator=(); command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log"
 cmake --build build-gpu --parallel "$(nproc)" > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 status=0
-ctest --test-dir build-gpu --output-on-failure --parallel 4 > "$out/ctest.log" 2>&1 || status=$?
+ctest --test-dir build-gpu --output-on-failure --parallel 8 > "$out/ctest.log" 2>&1 || status=$?
 tail -5 "$out/ctest.log"
 
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)

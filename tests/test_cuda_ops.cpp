@@ -47,6 +47,7 @@ namespace cuda = gta::cuda;
 using gta::Device;
 using gta::DType;
 using gta::Shape;
+using gta::shape_numel;
 using gta::shape_str;
 using gta::Tensor;
 using Ts = std::vector<Tensor>;
@@ -60,21 +61,6 @@ double tolerance(DType t) {
     default: return 1e-12;
   }
 }
-
-// ||got - want|| / ||want|| (the absolute norm when want is zero); infinity on NaN or size mismatch.
-double normwise(const std::vector<double>& got, const std::vector<double>& want) {
-  if (got.size() != want.size()) return INFINITY;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isnan(got[i]) || std::isinf(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-// x (f64, CPU) rounded through dtype t: the numbers both sides start from.
-Tensor rounded(const Tensor& x, DType t) { return x.detach().to(t).to(DType::f64); }
 
 // The worst normwise error check_graph() saw per GPU dtype, printed when the test program ends
 // (a record of how far inside its limits each dtype lands on the card that ran it).
@@ -353,13 +339,48 @@ TEST(CudaOps, BinaryWithBroadcasting) {
     Ts in = {rp(rng, as), rp(rng, c.b)};
     check_both("add " + name, [A](const Ts& x) { return ops::add(A(x[0]), x[1]); }, in, seed);
     check_both("sub " + name, [A](const Ts& x) { return ops::sub(x[1], A(x[0])); }, in, seed);
-    check_both("mul " + name, [A](const Ts& x) { return ops::mul(A(x[0]), x[1]); }, in, seed);
+    // mul with `a` broadcast: a's gradient sums products g*b of random sign, which can cancel to
+    // nearly nothing, so its error relative to the result is unbounded; MulGradientOfABroadcastInput
+    // checks those sums against the summation error bound instead.
+    const bool a_reduced = shape_numel(c.a) < shape_numel(c.b);
+    check_both("mul " + name, [A](const Ts& x) { return ops::mul(A(x[0]), x[1]); },
+               {in[0].detach().set_requires_grad(!a_reduced), in[1]}, seed);
   }
   // Only one side requires grad, and a constant side.
   Tensor a = rp(rng, {7, 33}), b = randn(rng, {33});
   check_both("mul, constant b", [](const Ts& x) { return ops::mul(x[0], x[1]); }, {a, b}, seed);
   EXPECT_THROW(ops::add(Tensor::zeros({3}, DType::f32, kGpu), Tensor::zeros({3}, DType::f32)), gta::Error);
   EXPECT_THROW(ops::add(Tensor::zeros({3}, DType::f32, kGpu), Tensor::zeros({3}, DType::bf16, kGpu)), gta::Error);
+}
+
+// da = sum over the broadcast positions of g * b. The GPU rounds each product to the dtype, then
+// sums in fp32 and rounds the result, so |da_gpu - da_exact| <= u (sum |g b| + |da|) with u the
+// dtype's unit roundoff (bf16 2^-9; f32 2^-24 times the number of terms, for the fp32 sum), which
+// holds however much the sum cancels. Allowed: twice that. A missing or doubled term breaks it.
+TEST(CudaOps, MulGradientOfABroadcastInput) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t seed = fresh_seed();
+  Rng rng(seed);
+  for (const auto& [as, bs] : std::vector<std::pair<Shape, Shape>>{{{1}, {129, 7}}, {{7, 1}, {7, 33}}, {{1000, 1}, {1000, 129}}}) {
+    for (DType dt : {DType::f32, DType::bf16}) {
+      SCOPED_TRACE(shape_str(as) + " * " + shape_str(bs) + " " + gta::dtype_name(dt) + " (seed " +
+                   std::to_string(seed) + ")");
+      Tensor a = rounded(randn(rng, as), dt), b = rounded(randn(rng, bs), dt), g = rounded(randn(rng, bs), dt);
+      Tensor ag = a.to(dt).to(kGpu).detach().set_requires_grad(true);
+      ops::mul(ag, b.to(dt).to(kGpu)).backward(g.to(dt).to(kGpu));
+      const std::vector<double> got = ag.grad().to_doubles(), gv = g.to_doubles(), bv = b.to_doubles();
+      const int64_t rows = shape_numel(as), per = shape_numel(bs) / rows;
+      const double u = dt == DType::bf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -24) * static_cast<double>(per + 2);
+      for (int64_t r = 0; r < rows; ++r) {
+        double exact = 0, mag = 0;
+        for (int64_t j = 0; j < per; ++j) {
+          exact += gv[r * per + j] * bv[r * per + j];
+          mag += std::abs(gv[r * per + j] * bv[r * per + j]);
+        }
+        ASSERT_LE(std::abs(got[r] - exact), 2 * u * (mag + std::abs(exact))) << "row " << r << " of " << rows;
+      }
+    }
+  }
 }
 
 TEST(CudaOps, UnaryForwardBackward) {

@@ -34,7 +34,7 @@ grep -q "resuming from step 4" mixed.log
 "$GTA" train run.yaml --set train.out_dir=one32 2> /dev/null
 "${mpi[@]}" "$GTA" train run.yaml --set train.out_dir=two32 2> /dev/null
 
-/usr/bin/python3 - <<'PY'
+"$PY" - <<'PY'
 import json, struct
 import numpy as np
 
@@ -78,7 +78,7 @@ echo "dist_mpi: ok"
 # averaged each step; rank 0 alone prints the global rate, timed by the slowest rank.
 "${mpi[@]}" "$GTA" bench train run.yaml --vocab-size 512 --batch 2 --seq-len 16 --steps 2 --warmup 1 --json \
   > bench.json 2> bench.err || { cat bench.err; fail "mpirun gta bench train failed"; }
-/usr/bin/python3 - <<'PY'
+"$PY" - <<'PY'
 import json
 lines = [l for l in open("bench.json") if l.strip()]
 assert len(lines) == 1, lines  # rank 0 only

@@ -10,7 +10,7 @@ echo "$out" | grep -q '"elems_per_token_per_layer": 160'
 "$GTA" info "$SRC/configs/models/s/gqa.yaml"
 
 # A golden file whose expected logits were tampered with must fail the check.
-/usr/bin/python3 - "$SRC/tests/golden/gqa.safetensors" "$tmp/bad.safetensors" <<'PY'
+"$PY" - "$SRC/tests/golden/gqa.safetensors" "$tmp/bad.safetensors" <<'PY'
 import json, struct, sys
 src, dst = sys.argv[1], sys.argv[2]
 b = bytearray(open(src, 'rb').read())

@@ -15,7 +15,7 @@ YAML
 
 "$GTA" train run.yaml --set optim.decay_steps=16 2> full.log
 # The loss falls: last logged training loss well below the first.
-/usr/bin/python3 - full/metrics.jsonl <<'PY'
+"$PY" - full/metrics.jsonl <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 rows = [r for r in recs if r["event"] == "train"]
@@ -31,7 +31,7 @@ PY
 grep -q "resuming from step 8" split.log
 cmp full/checkpoints/step_000016/model.safetensors split/checkpoints/step_000016/model.safetensors
 cmp full/checkpoints/step_000016/optimizer.safetensors split/checkpoints/step_000016/optimizer.safetensors
-/usr/bin/python3 - full/metrics.jsonl split/metrics.jsonl <<'PY'
+"$PY" - full/metrics.jsonl split/metrics.jsonl <<'PY'
 import json, sys
 def losses(p):
     return [(r["step"], r["loss"]) for r in map(json.loads, open(p)) if r.get("event") == "train"]
@@ -44,7 +44,7 @@ PY
 
 # eval and generate on the result.
 "$GTA" eval full --data data/val_000000.h5 --seq-len 32 --batch-size 4 --json > eval.json
-/usr/bin/python3 -c "import json; r = json.load(open('eval.json')); assert r['perplexity'] > 1 and r['bits_per_byte'] > 0, r"
+"$PY" -c "import json; r = json.load(open('eval.json')); assert r['perplexity'] > 1 and r['bits_per_byte'] > 0, r"
 "$GTA" generate full --prompt "The " --max-new-tokens 20 --seed 3 > gen1.txt 2>/dev/null
 "$GTA" generate full --prompt "The " --max-new-tokens 20 --seed 3 > gen2.txt 2>/dev/null
 cmp gen1.txt gen2.txt

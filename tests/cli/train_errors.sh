@@ -19,7 +19,7 @@ cp -r run/checkpoints saved
 expect_fail "nope.h5" "$GTA" train run.yaml --set data.train=nope.h5  # missing shard
 head -c 3000 /dev/urandom > corrupt.h5
 expect_fail "corrupt.h5" "$GTA" train run.yaml --set data.train=corrupt.h5  # corrupt shard
-/usr/bin/python3 - <<'PY'
+"$PY" - <<'PY'
 import h5py, numpy as np
 with h5py.File("float.h5", "w") as f:
     f.create_dataset("tokens", data=np.zeros(1000, dtype=np.float32))

@@ -13,6 +13,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 
+# A Python with numpy and h5py: Debian's (/usr/bin/python3, installed by scripts/setup.sh) on the
+# CI machine; on the CUDA machine the python3 on PATH (PyTorch's) has them instead.
+PY=/usr/bin/python3
+if ! "$PY" -c "import numpy, h5py" 2>/dev/null; then PY=$(command -v python3); fi
+
 fails=0  # checks failed so far (expect_fail); a script that runs with `set +e` reports them at the end
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
