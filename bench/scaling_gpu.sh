@@ -2,8 +2,8 @@
 # Multi-GPU data parallelism (NCCL) on one CUDA machine: build, check, then measure weak scaling.
 #
 #   bench/scaling_gpu.sh                          # every step; logs and scaling.md in $OUT (default scaling-gpu)
-#   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check scaling),
-#   STEPS="tests check scaling" bench/scaling_gpu.sh   e.g. to split the work over two shorter calls
+#   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check train scaling),
+#   STEPS="tests check train scaling" bench/scaling_gpu.sh   e.g. to split the work over two shorter calls
 # Knobs: BUILD_DIR (build-gpu), CONFIG (configs/models/s/gta.yaml), BENCH_STEPS (20), BENCH_WARMUP (5),
 # RUN_TIMEOUT (540 s per mpirun), NCCL_DEBUG (WARN).
 #
@@ -14,6 +14,9 @@
 #            (collectives on CUDA tensors, GradSync on GPU gradients); fails if the tests skipped
 #   check    correctness smoke run: `gta bench train` on 2 GPUs in f32 (3 steps, small batch) must
 #            finish without error (NCCL set-up, GPU gradient buckets, all-reduce every step)
+#   train    `gta train configs/quickstart.yaml` in f32 for 30 steps, global batch 4096 tokens: on 1 GPU
+#            (2 accumulation micro-steps) and with mpirun -np 2 (1 each) the logged losses agree to
+#            1e-4 relative; then the 2-rank run's step-15 checkpoint resumes on 1 GPU and matches too
 #   scaling  `gta bench train $CONFIG`, bf16, per-GPU batch 8 x 2048 fixed (weak scaling), on
 #            N = 1, 2, 4 GPUs (up to what nvidia-smi lists): global tokens/s, per-GPU tokens/s and
 #            efficiency against 1 GPU, written to $OUT/scaling.md with the card, date and commit.
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-scaling-gpu}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-STEPS=${STEPS:-build tests check scaling}
+STEPS=${STEPS:-build tests check train scaling}
 CONFIG=${CONFIG:-configs/models/s/gta.yaml}
 BENCH_STEPS=${BENCH_STEPS:-20}
 BENCH_WARMUP=${BENCH_WARMUP:-5}
@@ -105,15 +108,50 @@ if want check; then
   fi
 fi
 
+# Data-parallel training through the real trainer: 1 GPU with accumulation == 2 GPUs, and a
+# 2-rank checkpoint resumed on 1 rank continues the same run.
+dp_train() {
+  local d
+  d=$(mktemp -d)
+  local common=(configs/quickstart.yaml --set train.device=cuda --set train.dtype=f32 --set train.steps=30
+    --set train.global_batch_tokens=4096 --set train.log_every=1 --set eval.every=0 --set eval.batches=2
+    --set checkpoint.every=15 --set checkpoint.keep=0 --set dist.timeout_s=120)
+  "$gta" train "${common[@]}" --set train.out_dir="$d/one" || return 1
+  "${mpi[@]}" -np 2 "$gta" train "${common[@]}" --set train.out_dir="$d/two" || return 1
+  mkdir -p "$d/resumed" && cp -r "$d/two/checkpoints" "$d/resumed/" && rm -rf "$d/resumed/checkpoints/step_000030"
+  "$gta" train "${common[@]}" --set train.out_dir="$d/resumed" --resume || return 1
+  python3 - "$d" <<'PY'
+import json, sys
+d = sys.argv[1]
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(f"{d}/{run}/metrics.jsonl")) if r.get("event") == "train"}
+one, two, res = losses("one"), losses("two"), losses("resumed")
+assert len(one) == 30 and one.keys() == two.keys(), (len(one), len(two))
+worst = max(abs(one[s] - two[s]) / one[s] for s in one)
+print(f"1 GPU (2 micro-steps) vs 2 GPUs (NCCL): worst relative loss difference {worst:.2e} (limit 1e-4)")
+worst_r = max(abs(one[s] - res[s]) / one[s] for s in res)
+print(f"2-rank checkpoint resumed on 1 GPU, steps {min(res)}-{max(res)}: worst {worst_r:.2e} (limit 1e-4)")
+assert worst <= 1e-4 and worst_r <= 1e-4 and sorted(res) == list(range(16, 31)), (worst, worst_r, sorted(res)[:3])
+PY
+}
+if want train; then
+  if [ "$ngpu" -lt 2 ]; then
+    log "train: skipped (needs 2 GPUs, $ngpu listed)"
+  else
+    step train timeout "$RUN_TIMEOUT" bash -c "$(declare -f dp_train); gta=$gta; mpi=(${mpi[*]}); dp_train"
+  fi
+fi
+
 if want scaling; then
   results=()
+  work=$(mktemp -d)  # the JSON lines (only the logs and scaling.md go to $OUT)
   for n in 1 2 4; do
     [ "$n" -le "$ngpu" ] || { log "scaling: N=$n skipped ($ngpu GPU(s) listed)"; continue; }
     if step "scaling_$n" timeout "$RUN_TIMEOUT" "${mpi[@]}" -np "$n" "$gta" bench train "$CONFIG" --device cuda \
       --dtype bf16 --batch 8 --seq-len 2048 --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --timeout 300 --json; then
       line=$(grep '^{' "$OUT/scaling_$n.log" | tail -n 1)
       if [ -n "$line" ]; then
-        echo "$line" > "$OUT/scaling_$n.json"
+        echo "$line" > "$work/scaling_$n.json"
         results+=("$n")
       else
         log "scaling: N=$n printed no JSON line (see $OUT/scaling_$n.log)"
@@ -121,7 +159,7 @@ if want scaling; then
       fi
     fi
   done
-  /usr/bin/env python3 - "$OUT" "${card:-unknown}" "$commit" "$CONFIG" "$BENCH_STEPS" "$BENCH_WARMUP" \
+  /usr/bin/env python3 - "$work" "${card:-unknown}" "$commit" "$CONFIG" "$BENCH_STEPS" "$BENCH_WARMUP" \
     "${failed[*]:-}" "${results[@]}" <<'PY' | tee "$OUT/scaling.md"
 import datetime, json, sys
 out, card, commit, config, steps, warmup, failed, *ns = sys.argv[1:]
