@@ -2,6 +2,9 @@
 //
 //   copy_strided:       dst[i] = convert(src[i]) for every multi-index i; dst, src any strides
 //   convert_contiguous: dst[k] = convert(src[k]) for k < n
+//   gather_pieces / scatter_pieces: tensors <-> one flat buffer (gradient buckets), one launch for
+//     up to 128 tensors: the table of pointers and cumulative sizes is a kernel argument, and each
+//     flat element finds its tensor by binary search in the table
 //
 // convert() is the CPU's from_double(to_double(x)) (kernels/strided.cuh). Same-dtype copies move
 // element bits (one kernel per element size, 2/4/8 bytes); a contiguous same-dtype copy is one
@@ -11,6 +14,8 @@
 //
 // Costs: each kernel reads every element once and writes it once; the strided kernel's reads or
 // writes are coalesced along whichever view is contiguous in the innermost merged dimension.
+#include <algorithm>
+
 #include "core/cuda_context.h"
 #include "core/cuda_runtime.h"
 #include "kernels/copy.h"
@@ -90,7 +95,64 @@ struct Temp {
   Temp& operator=(const Temp&) = delete;
 };
 
+constexpr int kMaxPieces = 128;
+
+struct PieceTable {
+  void* ptr[kMaxPieces];
+  int64_t end[kMaxPieces];  // cumulative sizes: piece j holds flat elements [end[j-1], end[j])
+  int count;
+};
+
+template <typename T, bool kGather>
+__global__ void pieces_kernel(T* __restrict__ flat, PieceTable tab, acc_t<T> scale) {
+  const int64_t total = tab.end[tab.count - 1];
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
+    int lo = 0, hi = tab.count - 1;  // the first piece whose end is past i
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (tab.end[mid] > i) hi = mid; else lo = mid + 1;
+    }
+    T* piece = static_cast<T*>(tab.ptr[lo]);
+    const int64_t k = i - (lo > 0 ? tab.end[lo - 1] : 0);
+    if constexpr (kGather)
+      flat[i] = piece[k];
+    else
+      piece[k] = store_acc<T>(load_acc<T>(flat[i]) * scale);
+  }
+}
+
+template <bool kGather>
+void launch_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces, double scale) {
+  dispatch_floating(kGather ? "gather_pieces" : "scatter_pieces", dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* f = static_cast<T*>(flat);
+    for (size_t first = 0; first < pieces.size(); first += kMaxPieces) {
+      PieceTable tab{};
+      int64_t n = 0;
+      tab.count = static_cast<int>(std::min<size_t>(kMaxPieces, pieces.size() - first));
+      for (int j = 0; j < tab.count; ++j) {
+        tab.ptr[j] = pieces[first + j].data;
+        tab.end[j] = n += pieces[first + j].n;
+      }
+      if (n == 0) continue;
+      pieces_kernel<T, kGather><<<cuda::grid_for(n, kThreads), kThreads, 0, cuda::current_stream()>>>(
+          f, tab, static_cast<acc_t<T>>(scale));
+      GTA_CUDA_CHECK_LAUNCH();
+      f += n;
+    }
+  });
+}
+
 }  // namespace
+
+void gather_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces) {
+  launch_pieces<true>(dtype, flat, pieces, 1.0);
+}
+
+void scatter_pieces(DType dtype, const void* flat, const std::vector<FlatPiece>& pieces, double scale) {
+  launch_pieces<false>(dtype, const_cast<void*>(flat), pieces, scale);
+}
 
 void convert_contiguous(DType dst_dtype, void* dst, DType src_dtype, const void* src, int64_t n) {
   if (n == 0) return;

@@ -3,8 +3,30 @@
 #include "core/error.h"
 #include "core/strided.h"
 #include "ops/ops.h"
+#ifdef GTA_WITH_CUDA
+#include "core/cuda_runtime.h"
+#include "kernels/copy.h"
+#endif
 
 namespace gta::dist {
+
+namespace {
+
+#ifdef GTA_WITH_CUDA
+// The bucket's gradients as flat pieces, or nothing when one of them is not contiguous (those
+// take the copy-per-gradient path).
+std::vector<kernels::FlatPiece> pieces_of(const std::vector<Tensor>& params, const std::vector<size_t>& members) {
+  std::vector<kernels::FlatPiece> pieces;
+  for (size_t i : members) {
+    const Tensor& g = params[i].grad();
+    if (!g.is_contiguous()) return {};
+    pieces.push_back({g.raw_data(), g.numel()});
+  }
+  return pieces;
+}
+#endif
+
+}  // namespace
 
 GradSync::GradSync(Communicator& comm, const std::vector<std::pair<std::string, Tensor>>& params, double bucket_mb)
     : comm_(comm), bucket_bytes_(static_cast<int64_t>(bucket_mb * 1024 * 1024)), alive_(std::make_shared<bool>(true)) {
@@ -46,6 +68,16 @@ void GradSync::launch_open_bucket() {
   // communicator orders its collective behind.
   const Tensor& first = params_[b.members[0]].grad();
   b.flat = Tensor::empty({n}, first.dtype(), first.device());
+#ifdef GTA_WITH_CUDA
+  if (auto pieces = first.device().is_cuda() ? pieces_of(params_, b.members) : std::vector<kernels::FlatPiece>{};
+      !pieces.empty()) {  // one launch for the whole bucket rather than a copy per gradient
+    cuda::DeviceGuard guard(first.device().index);
+    kernels::gather_pieces(first.dtype(), b.flat.raw_data(), pieces);
+    b.work = comm_.all_reduce_async(b.flat);
+    in_flight_.push_back(std::move(b));
+    return;
+  }
+#endif
   int64_t off = 0;
   for (size_t i : b.members) {
     const Tensor g = params_[i].grad();
@@ -67,6 +99,14 @@ void GradSync::finish() {
   const double inv_world = 1.0 / comm_.world_size();
   for (Bucket& b : in_flight_) {
     b.work->wait();  // on a GPU: also orders the compute stream behind the collective
+#ifdef GTA_WITH_CUDA
+    if (auto pieces = b.flat.device().is_cuda() ? pieces_of(params_, b.members) : std::vector<kernels::FlatPiece>{};
+        !pieces.empty()) {  // average and write back in one launch
+      cuda::DeviceGuard guard(b.flat.device().index);
+      kernels::scatter_pieces(b.flat.dtype(), b.flat.raw_data(), pieces, inv_world);
+      continue;
+    }
+#endif
     Tensor avg = ops::scale(b.flat, inv_world);  // on the bucket's device
     int64_t off = 0;
     for (size_t i : b.members) {
