@@ -8,7 +8,8 @@
 // Inputs are fresh random draws each run (the seed is printed on failure; GTA_TEST_SEED=N replays
 // one). Shapes: every sharing ratio of 4 query heads (n_k, n_v in {1, 2, 4}) and 12 query heads
 // over 4 key heads, every (d_qk, d_v) the kernels are built for, odd lengths (T = 1, 7, 65, 129,
-// 300: partial tiles, a single query, several key tiles) and the decode form T < S.
+// 300: partial tiles, a single query, several key tiles) and the decode form T < S; every tiling
+// the kernels choose between (EveryTiling, through their environment knobs).
 //
 // Limit 1e-2, and why: the kernels round their operands to bf16 (unit roundoff 2^-9 = 2e-3) at
 // every stored value: P before P V, dS before dS K and dS^T Q, the output and every gradient;
@@ -22,6 +23,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -198,6 +200,43 @@ TEST(CudaFlashAttention, MatchesReferenceKernels) {
       line += std::string(" ") + kNames[j] + " " + std::to_string(e);
     }
     std::printf("flash vs ref kernels %s:%s\n", c.str().c_str(), line.c_str());
+  }
+}
+
+// The tilings the kernels pick between (64- or 128-row tiles per part, the dK/dV head split;
+// environment knobs of kernels/flash_attention.cu) all compute the same function: each against the
+// reference kernels, and bit-identical run to run.
+TEST(CudaFlashAttention, EveryTiling) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t seed = fresh_seed();
+  Rng rng(seed);
+  const char* kKnobs[] = {"GTA_FLASH_FWD_MR", "GTA_FLASH_DQ_MR", "GTA_FLASH_DKV_MR", "GTA_FLASH_SPLIT"};
+  const char* settings[][4] = {{"1", "1", "1", "1"}, {"2", "2", "2", "1"}, {"2", "1", "2", "2"},
+                               {"2", "2", "1", "4"}, {"1", "2", "1", "2"}};
+  const Case cases[] = {Case{2, 300, 300, 12, 4, 4, 64, 64}, Case{2, 257, 257, 4, 1, 1, 64, 96},
+                        Case{1, 100, 233, 4, 1, 1, 64, 96}, Case{1, 200, 200, 12, 12, 12, 96, 64}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.str() + " (seed " + std::to_string(seed) + ")");
+    const Inputs in = draw(c, rng);
+    Tensor q = in.q.to(DType::bf16).to(kGpu), k = in.k.to(DType::bf16).to(kGpu), v = in.v.to(DType::bf16).to(kGpu),
+           g = in.g.to(DType::bf16).to(kGpu);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.dqk));
+    const Direct r = run_kernels(false, c, q, k, v, g, scale);
+    for (const auto& set : settings) {
+      for (int j = 0; j < 4; ++j) setenv(kKnobs[j], set[j], 1);
+      const std::string name = std::string("fwd ") + set[0] + " dq " + set[1] + " dkv " + set[2] + " split " + set[3];
+      SCOPED_TRACE(name);
+      const Direct f = run_kernels(true, c, q, k, v, g, scale), f2 = run_kernels(true, c, q, k, v, g, scale);
+      EXPECT_LE(normwise(f.lse.to_doubles(), r.lse.to_doubles()), 1e-5) << "lse";
+      const Tensor* ft[] = {&f.out, &f.dq, &f.dk, &f.dv};
+      const Tensor* f2t[] = {&f2.out, &f2.dq, &f2.dk, &f2.dv};
+      const Tensor* rt[] = {&r.out, &r.dq, &r.dk, &r.dv};
+      for (int j = 0; j < 4; ++j) {
+        EXPECT_LE(normwise(ft[j]->to_doubles(), rt[j]->to_doubles()), kTol) << kNames[j];
+        EXPECT_EQ(ft[j]->to_doubles(), f2t[j]->to_doubles()) << kNames[j];
+      }
+    }
+    for (const char* knob : kKnobs) unsetenv(knob);
   }
 }
 
