@@ -21,6 +21,7 @@
 #include <cmath>
 
 #include "core/cuda_context.h"
+#include "kernels/row_reduce.cuh"
 #include "kernels/attention_ref.h"
 
 namespace gta::kernels {
@@ -32,10 +33,6 @@ constexpr int BQ = 64;   // queries per forward / dq tile
 constexpr int BK = 32;   // keys per tile
 constexpr int BQK = 32;  // queries per inner tile of the dk/dv kernel
 
-template <typename T> __device__ __forceinline__ float ld(const T* p) { return static_cast<float>(*p); }
-template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <typename T> __device__ __forceinline__ void st(T* p, float v) { *p = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 struct Dev {
   int B, T, S, nq, nk, nv, dqk, dv;

@@ -9,23 +9,14 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda_context.h"
+#include "kernels/row_reduce.cuh"
 #include "kernels/cross_entropy.h"
 
 namespace gta::kernels {
 
 namespace {
 
-template <typename T> __device__ __forceinline__ float ld(const T* p) { return static_cast<float>(*p); }
-template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <typename T> __device__ __forceinline__ void st(T* p, float v) { *p = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-__device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
-  const float M = fmaxf(m, m2);
-  if (M == -INFINITY) return;
-  s = s * expf(m - M) + s2 * expf(m2 - M);
-  m = M;
-}
 
 __device__ __forceinline__ int64_t target(const void* t, bool i64, int64_t r) {
   return i64 ? static_cast<const int64_t*>(t)[r] : static_cast<const int32_t*>(t)[r];
@@ -34,29 +25,16 @@ __device__ __forceinline__ int64_t target(const void* t, bool i64, int64_t r) {
 template <typename T>
 __global__ void row_kernel(float* lse, float* row_loss, const T* x, const void* targets, bool i64, int64_t V,
                            int64_t ignore_index) {
-  __shared__ float rm[32], rs[32];
   const int64_t r = blockIdx.x;
   const T* xr = x + r * V;
   float m = -INFINITY, s = 0.f;
-  for (int64_t c = threadIdx.x; c < V; c += blockDim.x) merge(m, s, ld(xr + c), 1.f);
-  for (int o = 16; o > 0; o /= 2) merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  if (lane == 0) {
-    rm[warp] = m;
-    rs[warp] = s;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    m = lane < nw ? rm[lane] : -INFINITY;
-    s = lane < nw ? rs[lane] : 0.f;
-    for (int o = 16; o > 0; o /= 2)
-      merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
-    if (lane == 0) {
-      const float L = m + logf(s);
-      lse[r] = L;
-      const int64_t t = target(targets, i64, r);
-      row_loss[r] = t == ignore_index ? 0.f : (t < 0 || t >= V) ? NAN : L - ld(xr + t);
-    }
+  for (int64_t c = threadIdx.x; c < V; c += blockDim.x) lse_merge(m, s, ld(xr + c), 1.f);
+  block_lse(m, s);
+  if (threadIdx.x == 0) {
+    const float L = m + logf(s);
+    lse[r] = L;
+    const int64_t t = target(targets, i64, r);
+    row_loss[r] = t == ignore_index ? 0.f : (t < 0 || t >= V) ? NAN : L - ld(xr + t);
   }
 }
 

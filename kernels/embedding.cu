@@ -7,16 +7,13 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda_context.h"
+#include "kernels/row_reduce.cuh"
 #include "kernels/embedding.h"
 
 namespace gta::kernels {
 
 namespace {
 
-template <typename T> __device__ __forceinline__ float ld(const T* p) { return static_cast<float>(*p); }
-template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <typename T> __device__ __forceinline__ void st(T* p, float v) { *p = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 template <typename T, typename I>
 __global__ void gather_kernel(T* out, const T* w, const I* ids, int64_t n, int64_t d) {

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda_context.h"
+#include "kernels/row_reduce.cuh"
 #include "kernels/rms_norm.h"
 
 namespace gta::kernels {
@@ -16,23 +17,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kChunkRows = 64;
 
-template <typename T> __device__ __forceinline__ float ld(const T* p) { return static_cast<float>(*p); }
-template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <typename T> __device__ __forceinline__ void st(T* p, float v) { *p = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
-// Sum over the block (fixed tree: deterministic); every thread gets the result.
-__device__ float block_sum(float v) {
-  __shared__ float red[32];
-  for (int s = 16; s > 0; s /= 2) v += __shfl_xor_sync(0xffffffffu, v, s);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = lane < nw ? red[lane] : 0.f;
-  for (int s = 16; s > 0; s /= 2) t += __shfl_xor_sync(0xffffffffu, t, s);
-  return t;
-}
 
 template <typename T>
 __global__ void fwd_kernel(T* y, float* rstd, const T* x, const T* w, int64_t d, float eps) {

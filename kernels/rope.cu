@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda_context.h"
+#include "kernels/row_reduce.cuh"
 #include "core/cuda_runtime.h"
 #include "kernels/rope.h"
 
@@ -15,10 +16,6 @@ namespace gta::kernels {
 
 namespace {
 
-template <typename T> __device__ __forceinline__ float ld(const T* p) { return static_cast<float>(*p); }
-template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <typename T> __device__ __forceinline__ void st(T* p, float v) { *p = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 // cs[t * h + i] = (cos a, sin a * dir)
 __global__ void table_kernel(float2* cs, int64_t T, int h, int rot_dim, double theta, int64_t pos0, double dir) {

@@ -8,58 +8,21 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda_context.h"
+#include "kernels/row_reduce.cuh"
 #include "kernels/softmax.h"
 
 namespace gta::kernels {
 
 namespace {
 
-template <typename T> __device__ __forceinline__ float ld(const T* p) { return static_cast<float>(*p); }
-template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <typename T> __device__ __forceinline__ void st(T* p, float v) { *p = static_cast<T>(v); }
-template <> __device__ __forceinline__ void st<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-__device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
-  const float M = fmaxf(m, m2);
-  if (M == -INFINITY) return;
-  s = s * expf(m - M) + s2 * expf(m2 - M);
-  m = M;
-}
-
-// Block-wide (max, sum-exp) merge; every thread gets the result.
-__device__ void block_lse(float& m, float& s) {
-  __shared__ float rm[32], rs[32];
-  for (int o = 16; o > 0; o /= 2) merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();
-  if (lane == 0) {
-    rm[warp] = m;
-    rs[warp] = s;
-  }
-  __syncthreads();
-  m = lane < nw ? rm[lane] : -INFINITY;
-  s = lane < nw ? rs[lane] : 0.f;
-  for (int o = 16; o > 0; o /= 2) merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
-}
-
-__device__ float block_sum(float v) {
-  __shared__ float red[32];
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = lane < nw ? red[lane] : 0.f;
-  for (int o = 16; o > 0; o /= 2) t += __shfl_xor_sync(0xffffffffu, t, o);
-  return t;
-}
 
 template <typename T>
 __global__ void fwd_kernel(T* y, const T* x, int64_t d) {
   const T* xr = x + static_cast<int64_t>(blockIdx.x) * d;
   T* yr = y + static_cast<int64_t>(blockIdx.x) * d;
   float m = -INFINITY, s = 0.f;
-  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) merge(m, s, ld(xr + c), 1.f);
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) lse_merge(m, s, ld(xr + c), 1.f);
   block_lse(m, s);
   const float inv = 1.f / s;
   for (int64_t c = threadIdx.x; c < d; c += blockDim.x) st(yr + c, expf(ld(xr + c) - m) * inv);
@@ -71,7 +34,7 @@ template <typename T>
 __global__ void bwd_kernel(T* dx, const T* g, const T* x, int64_t d) {
   const int64_t off = static_cast<int64_t>(blockIdx.x) * d;
   float m = -INFINITY, s = 0.f;
-  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) merge(m, s, ld(x + off + c), 1.f);
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) lse_merge(m, s, ld(x + off + c), 1.f);
   block_lse(m, s);
   const float inv = 1.f / s;
   float dot = 0.f;
