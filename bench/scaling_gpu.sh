@@ -5,7 +5,7 @@
 #   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check train scaling),
 #   STEPS="tests check train scaling" bench/scaling_gpu.sh   e.g. to split the work over two shorter calls
 # Knobs: BUILD_DIR (build-gpu), CONFIG (configs/models/s/gta.yaml), BENCH_STEPS (20), BENCH_WARMUP (5),
-# RUN_TIMEOUT (540 s per mpirun), NCCL_DEBUG (WARN), GTA_NCCL_SMS (SMs NCCL may use and GEMMs leave free).
+# RUN_TIMEOUT (540 s per mpirun), NCCL_DEBUG (WARN).
 #
 # Steps (each one's output is tee'd to $OUT/<step>.log and its verdict to $OUT/summary.log; a failed
 # step is reported and the script goes on, exiting non-zero at the end):
@@ -67,7 +67,6 @@ fi
 
 mpi=(mpirun -x NCCL_NVLS_ENABLE=0 -x "NCCL_DEBUG=${NCCL_DEBUG:-WARN}" --bind-to none)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-[ -n "${GTA_NCCL_SMS:-}" ] && mpi+=(-x GTA_NCCL_SMS)  # SMs reserved for NCCL (src/dist/nccl_communicator.cpp)
 BUILD_DIR=${BUILD_DIR:-build-gpu}
 gta=$BUILD_DIR/gta
 
@@ -165,8 +164,7 @@ if want scaling; then
 import datetime, json, sys
 out, card, commit, config, steps, warmup, failed, *ns = sys.argv[1:]
 rows = {int(n): json.load(open(f"{out}/scaling_{n}.json")) for n in ns}
-import os
-print(f"# Data-parallel weak scaling, {config}" + (f", GTA_NCCL_SMS={os.environ['GTA_NCCL_SMS']}" if os.environ.get("GTA_NCCL_SMS") else ""))
+print(f"# Data-parallel weak scaling, {config}")
 print()
 print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {card}, commit {commit}. "
       f"`mpirun -np N gta bench train {config} --device cuda --dtype bf16 --batch 8 --seq-len 2048 "

@@ -19,7 +19,6 @@
 // shape, layouts, batch, epilogue, pointer alignments, TF32 flag, device), made once and reused;
 // a fixed 32 MiB workspace per device; split-K with in-place reduction excluded from the
 // heuristic (the out-of-place schemes reduce in a fixed order in a separate step).
-#include <algorithm>
 #include <array>
 #include <map>
 #include <memory>
@@ -104,13 +103,6 @@ std::unique_ptr<Plan> make_plan(DType dtype, bool tf32, int64_t m, int64_t n, in
   const cublasOperation_t op_b = a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
   GTA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   GTA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  if (const int carve = cuda::gemm_sm_carveout(); carve > 0) {  // see cuda_runtime.h
-    int sms = 0;
-    GTA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cuda::current_device()));
-    const int32_t target = std::max(1, sms - carve);
-    GTA_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &target, sizeof(target)));
-  }
   if (epi != GemmEpilogue::none) {
     const cublasLtEpilogue_t e = epi == GemmEpilogue::bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
     GTA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
@@ -161,7 +153,7 @@ Plan& plan_for(std::unique_lock<std::mutex>& lock, DType dtype, int64_t m, int64
   const Key key = {static_cast<int64_t>(dtype), tf32, m, n, k, a.ld, a.trans, a.batch_stride, b.ld, b.trans,
                    b.batch_stride, ldc, stride_c, batch, static_cast<int64_t>(epi), alignment(a.ptr),
                    alignment(b.ptr), alignment(c), epi == GemmEpilogue::none ? 0 : alignment(vec),
-                   cuda::current_device(), cuda::gemm_sm_carveout(), 0, 0, 0};
+                   cuda::current_device(), 0, 0, 0, 0};
   lock = std::unique_lock<std::mutex>(g_mu);
   auto& ps = plans();
   auto it = ps.find(key);

@@ -10,7 +10,6 @@
 // freed during static destruction still find it; the driver reclaims everything at exit).
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -339,9 +338,5 @@ std::atomic<bool> g_allow_tf32{false};
 }
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
 bool allow_tf32() { return g_allow_tf32.load(); }
-
-std::atomic<int> g_gemm_sm_carveout{0};
-void set_gemm_sm_carveout(int sms) { g_gemm_sm_carveout.store(std::max(0, sms)); }
-int gemm_sm_carveout() { return g_gemm_sm_carveout.load(); }
 
 }  // namespace gta::cuda

@@ -89,11 +89,5 @@ class StreamTimer {
 // comparisons need it off; TF32 keeps 10 mantissa bits, errors near 3e-4).
 void set_allow_tf32(bool allow);
 bool allow_tf32();
-// GEMMs leave `sms` multiprocessors free (cuBLASLt's SM count target = the device's count minus
-// sms). For data parallelism: cuBLASLt's persistent kernels size their grid to the whole GPU, so
-// an NCCL all-reduce running beside them holds SMs those grids wait for; reserving NCCL's share
-// keeps the two from serialising. 0 (the default): GEMMs use every SM.
-void set_gemm_sm_carveout(int sms);
-int gemm_sm_carveout();
 
 }  // namespace gta::cuda

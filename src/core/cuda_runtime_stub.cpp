@@ -29,8 +29,6 @@ void StreamTimer::stop() { no_cuda(); }
 float StreamTimer::elapsed_ms() const { no_cuda(); }
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
-void set_gemm_sm_carveout(int) {}
-int gemm_sm_carveout() { return 0; }
 
 }  // namespace gta::cuda
 #endif

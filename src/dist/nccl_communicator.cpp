@@ -86,13 +86,6 @@ class NcclCommunicator : public Communicator {
     // exported explicitly (bench/scaling_gpu.sh passes -x NCCL_NVLS_ENABLE=0 too). Set before the
     // first NCCL call of this process, which is when NCCL reads its environment.
     setenv("NCCL_NVLS_ENABLE", "0", 0);
-    // GTA_NCCL_SMS=N: NCCL runs on at most N SMs (NCCL_MAX_CTAS) and GEMMs leave those N free
-    // (cuda::set_gemm_sm_carveout), so a bucket's all-reduce and backward's GEMMs run side by side
-    // instead of the GEMM's full-GPU grid waiting for NCCL's blocks. Unset: both use every SM.
-    if (const char* e = std::getenv("GTA_NCCL_SMS"); e && std::atoi(e) > 0) {
-      setenv("NCCL_MAX_CTAS", e, 0);
-      cuda::set_gemm_sm_carveout(std::atoi(e));
-    }
 
     try {
       GTA_CUDA_CHECK(cudaSetDevice(device_));  // the process's default device from now on
