@@ -3,9 +3,9 @@
 //
 // Under mpirun it measures data parallelism: each rank trains on its own GPU (cuda:<local rank>
 // for --device cuda) or on the CPU, with its own random tokens (seed rank+1), and the gradients
-// are averaged every step by dist::GradSync (25 MB buckets, started during backward) over the
-// communicator of dist::make_communicator (NCCL on GPUs, MPI on CPUs). Rank 0 reports global
-// tokens/s = world * per-rank tokens / (the slowest rank's time).
+// are averaged every step by dist::GradSync (buckets of --bucket-mb, 25 MB by default, started
+// during backward) over the communicator of dist::make_communicator (NCCL on GPUs, MPI on CPUs).
+// Rank 0 reports global tokens/s = world * per-rank tokens / (the slowest rank's time).
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -35,6 +35,7 @@ struct BenchTrainOptions {
   std::string dtype = "f32";
   double peak_tflops = 0;  // for MFU; 0 = not reported
   double timeout_s = config::DistConfig{}.timeout_s;
+  double bucket_mb = config::DistConfig{}.bucket_mb;
   bool json = false;
 };
 
@@ -51,7 +52,7 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   config::OptimConfig oc;
   // bf16 parameters get fp32 master weights and fp32 moments in AdamW (mixed precision).
   optim::AdamW opt(model.params().all(), oc);
-  dist::GradSync grad_sync(comm, model.params().all(), 25.0);  // a no-op for one process
+  dist::GradSync grad_sync(comm, model.params().all(), o.bucket_mb);  // a no-op for one process
   Rng rng(static_cast<uint64_t>(rank) + 1);                    // different tokens per rank
   std::vector<int32_t> tok(static_cast<size_t>(o.batch * (o.seq_len + 1)));
   auto step = [&] {
@@ -162,6 +163,8 @@ void register_bench(CLI::App& app) {
   tr->add_option("--device", o->device, "cpu, cuda (under mpirun: cuda:<local rank>), cuda:N or auto");
   tr->add_option("--dtype", o->dtype, "parameter dtype: f32, or bf16 (mixed precision, CUDA only)")
       ->check(CLI::IsMember({"f32", "bf16"}));
+  tr->add_option("--bucket-mb", o->bucket_mb, "gradient bucket size under mpirun (dist.bucket_mb)")
+      ->check(CLI::PositiveNumber);
   tr->add_option("--timeout", o->timeout_s, "seconds a collective may take under mpirun (dist.timeout_s)")
       ->check(CLI::PositiveNumber);
   tr->add_option("--peak-tflops", o->peak_tflops, "the device's peak TFLOP/s, to report MFU");
