@@ -58,65 +58,14 @@ using Fn = std::function<Tensor(const Ts&)>;
 
 double tolerance(DType t) { return t == DType::f32 ? 2e-5 : 1e-2; }
 
-struct Limits {
-  double out = -1, grad = -1;  // <0: tolerance(dtype)
-  DType out_dtype = DType::f64;  // f64: the GPU dtype
-};
+using Limits = GraphLimits;
+using Result = GraphCheck;
 
-struct Result {
-  double out_err = 0;
-  std::vector<double> grad_err;
-};
-
-// fn on CPU f64 vs GPU dtype dt (see the file comment). Floating inputs that require grad are
-// leaves on both sides; integer inputs pass through (moved to the GPU).
+// fn on CPU f64 vs GPU dtype dt (cuda_test_util.h; see the file comment), limits tolerance(dt)
+// unless `lim` says otherwise.
 Result check_graph(const std::string& what, const Fn& fn, const Ts& inputs, DType dt, uint64_t seed,
                    Limits lim = {}) {
-  const double tol_out = lim.out < 0 ? tolerance(dt) : lim.out, tol_grad = lim.grad < 0 ? tolerance(dt) : lim.grad;
-  SCOPED_TRACE(what + " on GPU " + gta::dtype_name(dt) + " (seed " + std::to_string(seed) + ")");
-  Ts cpu_in, gpu_in;
-  for (const Tensor& x : inputs) {
-    if (!gta::is_floating(x.dtype())) {
-      cpu_in.push_back(x);
-      gpu_in.push_back(x.to(kGpu));
-      continue;
-    }
-    Tensor r = rounded(x, dt);
-    Tensor c = r.clone().detach(), g = r.to(dt).to(kGpu).detach();
-    if (x.requires_grad()) {
-      c.set_requires_grad(true);
-      g.set_requires_grad(true);
-    }
-    cpu_in.push_back(c);
-    gpu_in.push_back(g);
-  }
-  Tensor yc = fn(cpu_in), yg = fn(gpu_in);
-  Result res;
-  EXPECT_EQ(yg.device(), kGpu);
-  EXPECT_EQ(yg.dtype(), lim.out_dtype == DType::f64 ? dt : lim.out_dtype);
-  EXPECT_EQ(yg.shape(), yc.shape());
-  res.out_err = normwise(yg.to_doubles(), yc.to_doubles());
-  EXPECT_LE(res.out_err, tol_out) << "output " << yg.str();
-  if (!yc.requires_grad()) return res;
-  Rng rng(seed ^ 0x9e3779b97f4a7c15ull);
-  Tensor seed_grad = rounded(randn(rng, yc.shape()), yg.dtype());
-  yc.backward(seed_grad);
-  yg.backward(seed_grad.to(yg.dtype()).to(kGpu));
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i].requires_grad()) continue;
-    Tensor gc = cpu_in[i].grad(), gg = gpu_in[i].grad();
-    if (!gg.defined() || !gc.defined()) {
-      ADD_FAILURE() << "input " << i << ": missing gradient";
-      res.grad_err.push_back(INFINITY);
-      continue;
-    }
-    EXPECT_EQ(gg.device(), kGpu) << "input " << i;
-    EXPECT_EQ(gg.dtype(), dt) << "input " << i;
-    const double e = normwise(gg.to_doubles(), gc.to_doubles());
-    res.grad_err.push_back(e);
-    EXPECT_LE(e, tol_grad) << "gradient of input " << i << " " << gg.str();
-  }
-  return res;
+  return compare_graph_with_cpu(what, fn, inputs, dt, seed, tolerance(dt), lim);
 }
 
 std::string errs(const Result& r) {

@@ -77,68 +77,11 @@ struct WorstErrors : ::testing::Environment {
 };
 WorstErrors* const g_worst = static_cast<WorstErrors*>(::testing::AddGlobalTestEnvironment(new WorstErrors));
 
-struct GraphCheck {
-  double out_err = 0;
-  std::vector<double> grad_err;
-};
-
-// Runs fn on CPU f64 and on the GPU in dtype dt (see the file comment); returns the errors and
-// records failures against `tol` (default: tolerance(dt)). Inputs: f64 CPU tensors; those that
-// require grad are leaves on both sides; integer inputs pass through (moved to the GPU).
+// fn on CPU f64 vs GPU dtype dt (cuda_test_util.h), errors noted in g_worst; tol < 0: tolerance(dt).
 GraphCheck check_graph(const std::string& what, const Fn& fn, const Ts& inputs, DType dt, uint64_t seed,
                        double tol = -1) {
-  if (tol < 0) tol = tolerance(dt);
-  SCOPED_TRACE(what + " on GPU " + gta::dtype_name(dt) + " (seed " + std::to_string(seed) + ")");
-  Ts cpu_in, gpu_in;
-  for (const Tensor& x : inputs) {
-    if (!gta::is_floating(x.dtype())) {
-      cpu_in.push_back(x);
-      gpu_in.push_back(x.to(kGpu));
-      continue;
-    }
-    Tensor r = rounded(x, dt);
-    Tensor c = r.clone().detach(), g = r.to(dt).to(kGpu).detach();
-    if (x.requires_grad()) {
-      c.set_requires_grad(true);
-      g.set_requires_grad(true);
-    }
-    cpu_in.push_back(c);
-    gpu_in.push_back(g);
-  }
-  Tensor yc = fn(cpu_in), yg = fn(gpu_in);
-  GraphCheck res;
-  EXPECT_EQ(yg.device(), kGpu);
-  EXPECT_EQ(yg.dtype(), dt);
-  EXPECT_EQ(yg.shape(), yc.shape());
-  res.out_err = normwise(yg.to_doubles(), yc.to_doubles());
-  g_worst->note(dt, res.out_err);
-  EXPECT_LE(res.out_err, tol) << "output " << yg.str();
-  if (!yc.requires_grad()) return res;
-  Rng rng(seed ^ 0x9e3779b97f4a7c15ull);
-  Tensor seed_grad = rounded(randn(rng, yc.shape()), dt);
-  yc.backward(seed_grad);
-  yg.backward(seed_grad.to(dt).to(kGpu));
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i].requires_grad()) continue;
-    Tensor gc = cpu_in[i].grad(), gg = gpu_in[i].grad();
-    if (!gc.defined()) {
-      EXPECT_FALSE(gg.defined()) << "input " << i << ": GPU gradient where the CPU has none";
-      res.grad_err.push_back(0);
-      continue;
-    }
-    if (!gg.defined()) {
-      ADD_FAILURE() << "input " << i << ": no GPU gradient";
-      res.grad_err.push_back(INFINITY);
-      continue;
-    }
-    EXPECT_EQ(gg.device(), kGpu) << "input " << i;
-    EXPECT_EQ(gg.dtype(), dt) << "input " << i;
-    const double e = normwise(gg.to_doubles(), gc.to_doubles());
-    res.grad_err.push_back(e);
-    g_worst->note(dt, e);
-    EXPECT_LE(e, tol) << "gradient of input " << i << " " << gg.str();
-  }
-  return res;
+  return compare_graph_with_cpu(what, fn, inputs, dt, seed, tolerance(dt), {tol, tol},
+                                [](DType t, double e) { g_worst->note(t, e); });
 }
 
 // Runs check_graph for f32 and bf16.
