@@ -13,13 +13,14 @@ the causal half only: fwd 2 B n_q T^2/2 (d_qk + d_v), fwd+bwd 3.5x fwd.
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from torch_timing import time_ms
 
 SHAPES = [  # name, nq, nk, nv, dqk, dv (must match src/cli/cmd_bench_attention.cpp)
     ("MHA 12x64", 12, 12, 12, 64, 64),
@@ -28,26 +29,6 @@ SHAPES = [  # name, nq, nk, nv, dqk, dv (must match src/cli/cmd_bench_attention.
     ("MLA-S", 12, 12, 12, 96, 64),
     ("GVA-S", 4, 1, 4, 64, 192),
 ]
-
-
-def time_ms(f, trials=5):
-    f()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    f()
-    b.record()
-    b.synchronize()
-    reps = max(1, min(100, int(20.0 / max(a.elapsed_time(b), 1e-3))))
-    out = []
-    for _ in range(trials):
-        a.record()
-        for _ in range(reps):
-            f()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b) / reps)
-    return statistics.median(out)
 
 
 def u(*shape):

@@ -2,10 +2,11 @@
 forward+backward of the same layer (three GEMMs), timed the same way as the CudaBench.LinearBf16
 test: uniform(-1, 1) bf16 data, 3 warm-up calls, then 7 trials of `reps` calls between two CUDA
 events, median per call. Usage: python3 bench/gemm_torch.py [n]"""
-import statistics
 import sys
 
 import torch
+
+from torch_timing import time_ms
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
 dev = "cuda"
@@ -16,24 +17,9 @@ g = (torch.rand(n, n, device=dev) * 2 - 1).to(torch.bfloat16)
 flop = 2.0 * n * n * n
 
 
-def time_ms(f, reps):
-    for _ in range(3):
-        f()
-    out = []
-    for _ in range(7):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(reps):
-            f()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b) / reps)
-    return statistics.median(out)
-
-
 with torch.no_grad():
-    fwd = time_ms(lambda: torch.nn.functional.linear(x, w), 20)
-    mm = time_ms(lambda: x @ w.t(), 20)
+    fwd = time_ms(lambda: torch.nn.functional.linear(x, w), trials=7, reps=20, warmup=3)
+    mm = time_ms(lambda: x @ w.t(), trials=7, reps=20, warmup=3)
 xg = x.clone().requires_grad_(True)
 wg = w.clone().requires_grad_(True)
 
@@ -45,7 +31,7 @@ def step():
     wg.grad = None
 
 
-both = time_ms(step, 10)
+both = time_ms(step, trials=7, reps=10, warmup=3)
 print(f"TORCH_BENCH {torch.__version__} {torch.cuda.get_device_name()} n={n} "
       f"linear fwd {fwd:.4f} ms {flop / fwd / 1e9:.1f} TFLOP/s | x@w.t() {mm:.4f} ms {flop / mm / 1e9:.1f} TFLOP/s | "
       f"fwd+bwd {both:.4f} ms {3 * flop / both / 1e9:.1f} TFLOP/s")

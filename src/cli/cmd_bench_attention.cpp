@@ -45,7 +45,7 @@ struct BenchAttentionOptions {
   bool json = false;
 };
 
-// uniform(-1, 1) values rounded to bf16, on the GPU (as bench/attention_sdpa.py draws them).
+// uniform(-1, 1) values rounded to bf16, on the GPU (as bench/attention_compare.py draws them).
 Tensor random_bf16(Rng& rng, const Shape& shape, const Device& dev) {
   std::vector<float> x(static_cast<size_t>(shape_numel(shape)));
   for (float& e : x) e = static_cast<float>(rng.uniform() * 2 - 1);
