@@ -82,18 +82,6 @@ void launch_strided(size_t elem, void* dst, const void* src, const DimPlan<2>& p
 
 bool is_contiguous_plan(const DimPlan<2>& p, int a) { return p.numel <= 1 || (p.ndim == 1 && p.strides[a][0] == 1); }
 
-// A device temporary from the caching allocator (stream-ordered: freeing it right after queuing
-// the kernels that use it is safe).
-struct Temp {
-  void* p = nullptr;
-  int device;
-  explicit Temp(size_t bytes) : device(cuda::current_device()) {
-    if (bytes) p = cuda::device_alloc(bytes, device);
-  }
-  ~Temp() { cuda::device_free(p, device); }
-  Temp(const Temp&) = delete;
-  Temp& operator=(const Temp&) = delete;
-};
 
 constexpr int kMaxPieces = 128;
 
@@ -197,8 +185,8 @@ void copy_strided(DType dst_dtype, void* dst, const int64_t* dst_strides, DType 
   }
   // Conversion with strides: gather into a contiguous source copy, convert, scatter.
   const int64_t n = plan.numel;
-  Temp src_tmp(src_contig ? 0 : n * dtype_size(src_dtype));
-  Temp dst_tmp(dst_contig ? 0 : n * dtype_size(dst_dtype));
+  cuda::DeviceTemp src_tmp(src_contig ? 0 : n * dtype_size(src_dtype));
+  cuda::DeviceTemp dst_tmp(dst_contig ? 0 : n * dtype_size(dst_dtype));
   const void* s = src;
   if (!src_contig) {
     DimPlan<2> gather;

@@ -250,16 +250,6 @@ __global__ void sum_cols_kernel(const T* __restrict__ x, O* __restrict__ out, in
 
 DType acc_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
 
-struct Temp {
-  void* p = nullptr;
-  int device;
-  explicit Temp(size_t bytes) : device(cuda::current_device()) {
-    if (bytes) p = cuda::device_alloc(bytes, device);
-  }
-  ~Temp() { cuda::device_free(p, device); }
-  Temp(const Temp&) = delete;
-  Temp& operator=(const Temp&) = delete;
-};
 
 }  // namespace
 
@@ -374,7 +364,7 @@ void sum_middle(DType in_dtype, const void* x, DType out_dtype, void* out, int64
   const int64_t L = (R + C - 1) / C;
   C = (R + L - 1) / L;
   const DType part_dtype = C == 1 ? out_dtype : acc_dtype(in_dtype);
-  Temp partial(C == 1 ? 0 : P * C * Q * dtype_size(part_dtype));
+  cuda::DeviceTemp partial(C == 1 ? 0 : P * C * Q * dtype_size(part_dtype));
   void* dst = C == 1 ? out : partial.p;
   cudaStream_t st = cuda::current_stream();
   dispatch_floating("sum", in_dtype, [&](auto itag) {

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 
+#include "core/cuda_runtime.h"
 #include "core/error.h"
 
 namespace gta::cuda {
@@ -57,6 +58,19 @@ inline unsigned grid_for(long long n, int threads, int blocks_per_sm = 16) {
   long long g = need < cap ? need : cap;
   return static_cast<unsigned>(g < 1 ? 1 : g);
 }
+
+// Scratch device memory from the caching allocator for the kernels of one launcher. Freeing is
+// stream-ordered: releasing it right after queuing the kernels that use it is safe.
+struct DeviceTemp {
+  void* p = nullptr;
+  int device;
+  explicit DeviceTemp(size_t bytes) : device(current_device()) {
+    if (bytes) p = device_alloc(bytes, device);
+  }
+  ~DeviceTemp() { device_free(p, device); }
+  DeviceTemp(const DeviceTemp&) = delete;
+  DeviceTemp& operator=(const DeviceTemp&) = delete;
+};
 
 // A CUDA event for timing work on gta's stream:
 //   Event start, stop; start.record(); ...launches...; stop.record(); float ms = stop.elapsed_ms(start);
