@@ -135,6 +135,7 @@ template <class D, class F>
 void visit_dist(D& d, F&& f) {
   f("timeout_s", d.timeout_s);
   f("bucket_mb", d.bucket_mb);
+  f("zero1", d.zero1);
 }
 
 // Visits the sections of a run config (model excluded: it has the nested attention map).

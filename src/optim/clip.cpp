@@ -99,6 +99,10 @@ void add_to_batch(GpuBatches& b, const Tensor& g) {
 }  // namespace
 
 double grad_norm(const std::vector<std::pair<std::string, Tensor>>& params) {
+  return std::sqrt(grad_sum_squares(params));
+}
+
+double grad_sum_squares(const std::vector<std::pair<std::string, Tensor>>& params) {
   double total = 0;
 #ifdef GTA_WITH_CUDA
   GpuBatches gpu;  // GPU gradients: one deterministic multi-tensor reduction per device
@@ -122,7 +126,7 @@ double grad_norm(const std::vector<std::pair<std::string, Tensor>>& params) {
     total += kernels::grad_sum_squares(batch);
   }
 #endif
-  return std::sqrt(total);
+  return total;
 }
 
 void scale_grads(const std::vector<std::pair<std::string, Tensor>>& params, double factor) {

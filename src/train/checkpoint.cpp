@@ -233,7 +233,7 @@ std::string checkpoint_dir_name(int64_t step) {
 std::string checkpoints_root(const std::string& out_dir) { return (fs::path(out_dir) / "checkpoints").string(); }
 
 std::string save_checkpoint(const std::string& out_dir, const nn::Params& params, const config::ModelConfig& model_cfg,
-                            const optim::AdamW& opt, const TrainerState& state, int64_t keep) {
+                            const optim::AdamWState& ost, const TrainerState& state, int64_t keep) {
   GTA_CHECK(keep >= 0, "checkpoint.keep must be >= 0 (0 = keep all), got {}", keep);
   const fs::path root = checkpoints_root(out_dir);
   const std::string name = checkpoint_dir_name(state.step);
@@ -252,7 +252,6 @@ std::string save_checkpoint(const std::string& out_dir, const nn::Params& params
       fail("cannot create {}: {}", tmp.string(), ec ? ec.message() : "already exists");
 
     const nlohmann::json model_json = config::to_json(model_cfg);
-    const optim::AdamWState ost = opt.state();
     // Mixed precision: a bf16 parameter is the rounding of its fp32 master weight, so the model
     // file holds the master (an f32 run, CPU or GPU, then continues from the exact weights).
     std::map<std::string, Tensor> weights;

@@ -64,11 +64,17 @@ std::string checkpoints_root(const std::string& out_dir);
 
 // Saves a checkpoint of `step` (= state.step) and prunes to the newest `keep` (0 = keep all).
 // Returns the checkpoint directory. Errors (gta::Error) name the path and the cause.
+// `optimizer` is the full AdamW state (AdamW::state(), or dist::Zero1::gather_state() of a
+// sharded one).
 std::string save_checkpoint(const std::string& out_dir, const nn::Params& params, const config::ModelConfig& model_cfg,
-                            const optim::AdamW& opt, const TrainerState& state, int64_t keep);
+                            const optim::AdamWState& optimizer, const TrainerState& state, int64_t keep);
+inline std::string save_checkpoint(const std::string& out_dir, const nn::Model& model,
+                                   const optim::AdamWState& optimizer, const TrainerState& state, int64_t keep) {
+  return save_checkpoint(out_dir, model.params(), model.config(), optimizer, state, keep);
+}
 inline std::string save_checkpoint(const std::string& out_dir, const nn::Model& model, const optim::AdamW& opt,
                                    const TrainerState& state, int64_t keep) {
-  return save_checkpoint(out_dir, model.params(), model.config(), opt, state, keep);
+  return save_checkpoint(out_dir, model, opt.state(), state, keep);
 }
 
 struct CheckpointInfo {

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -13,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 #include "dist/grad_sync.h"
+#include "dist/zero1.h"
 #include "infer/evaluate.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
@@ -118,12 +120,16 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   // Initialised on the CPU (the same draws whatever the device), then moved.
   nn::Model model(cfg.model, dtype, tc.seed);
   model.params().move_to(device);
-  optim::AdamW opt(model.params().all(), cfg.optim);
+  // ZeRO-1 (dist.zero1, several ranks): this rank's AdamW holds only the parameters it owns.
+  std::optional<dist::Zero1> zero1;
+  if (cfg.dist.zero1 && world > 1) zero1.emplace(*comm, model.params().all());
+  optim::AdamW opt(zero1 ? zero1->owned_params() : model.params().all(), cfg.optim);
   dist::GradSync grad_sync(*comm, model.params().all(), cfg.dist.bucket_mb);
   Rng rng(tc.seed ^ 0x5eedull);  // reserved for stochastic parts of training; checkpointed
   int64_t step = 0;
   double tokens_seen = 0;
   if (ckpt) {
+    if (zero1) ckpt->optimizer = zero1->owned_state(ckpt->optimizer);
     restore_checkpoint(*ckpt, model.params(), opt);
     loader.load_state(ckpt->trainer.loader);
     rng.set_state(ckpt->trainer.rng);
@@ -139,7 +145,8 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
                                "ranks, {}), {} steps{}",
                                cfg.model.attention.type, model.params().count() / 1e6, device.str(),
                                dtype_name(dtype), tokens_per_step,
-                               tc.batch_size, tc.seq_len, accum, world, comm->name(), tc.steps,
+                               tc.batch_size, tc.seq_len, accum, world,
+                               comm->name() + (zero1 ? ", ZeRO-1" : ""), tc.steps,
                                ckpt ? fmt::format(", resuming from step {}", step) : ""));
   if (lead && !ckpt)
     metrics->write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
@@ -148,6 +155,8 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   TrainSummary summary;
   summary.lead = lead;
   auto save = [&](int64_t at_step) {
+    // The full optimizer state; sharded, it is gathered to rank 0 (a collective: every rank joins).
+    const optim::AdamWState optimizer = zero1 ? zero1->gather_state(opt) : opt.state();
     if (!lead) return;
     TrainerState st;
     st.step = at_step;
@@ -155,7 +164,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
     st.rng = rng.state();
     st.config = config::to_json(cfg);
     st.extra = {{"tokens_seen", tokens_seen}};
-    summary.last_checkpoint = save_checkpoint(tc.out_dir, model, opt, st, cfg.checkpoint.keep);
+    summary.last_checkpoint = save_checkpoint(tc.out_dir, model, optimizer, st, cfg.checkpoint.keep);
     progress.message(fmt::format("checkpoint {}", summary.last_checkpoint));
   };
   auto validate = [&](int64_t at_step) {
@@ -179,7 +188,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   int64_t window_tokens = 0;
   while (step < tc.steps) {
     const double lr = optim::lr_at(cfg.optim, schedule_steps, step);
-    opt.zero_grad();
+    for (const auto& [name, p] : model.params().all()) Tensor(p).zero_grad();  // all, not only the optimizer's
     std::vector<Tensor> losses;  // read after backward: reading one waits for the device
     for (int64_t micro = 0; micro < accum; ++micro) {
       data::Batch batch = loader.next_batch();
@@ -196,9 +205,11 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
     const double train_loss = comm->sum(loss_sum) / static_cast<double>(accum * world);
     GTA_CHECK(std::isfinite(train_loss), "step {}: the training loss is {} (diverged); lower optim.lr or check the data",
               step + 1, train_loss);
-    const double gnorm = optim::clip_grad_norm(model.params().all(), cfg.optim.grad_clip);
+    const double gnorm = zero1 ? zero1->clip_grad_norm(cfg.optim.grad_clip)
+                               : optim::clip_grad_norm(model.params().all(), cfg.optim.grad_clip);
     GTA_CHECK(std::isfinite(gnorm), "step {}: the gradient norm is {}; lower optim.lr", step + 1, gnorm);
     opt.step(lr);
+    if (zero1) zero1->broadcast_params();
     ++step;
     tokens_seen += static_cast<double>(tokens_per_step);
     window_tokens += tokens_per_step;
