@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "gradcheck.h"
+#include "test_util.h"
 
 namespace {
 
@@ -300,6 +301,18 @@ TEST(Tensor, Metadata) {
   EXPECT_EQ(gta::parse_device("cuda"), Device::cuda(0));
   EXPECT_THROW(gta::parse_device("tpu"), gta::Error);
   EXPECT_THROW(gta::parse_device("cuda:x"), gta::Error);
+  // resolve_device: what a device setting means for this process, with or without a GPU.
+  const int gpus = gta::cuda_device_count();
+  EXPECT_EQ(gta::resolve_device("cpu", 1), Device::cpu());
+  if (gpus == 0) {
+    EXPECT_EQ(gta::resolve_device("auto", 1), Device::cpu());
+    gta_test::expect_error([] { gta::resolve_device("cuda", 0, "train.device"); }, {"train.device cuda", "no usable GPU"});
+  } else {
+    EXPECT_EQ(gta::resolve_device("auto", 0), Device::cuda(0));
+    EXPECT_EQ(gta::resolve_device("cuda", gpus - 1), Device::cuda(gpus - 1));  // the local rank's GPU
+    gta_test::expect_error([&] { gta::resolve_device("cuda:" + std::to_string(gpus), 0, "--device"); },
+                           {"--device", "does not exist"});
+  }
   // Only floating tensors can require grad.
   Tensor ids = Tensor::zeros({3}, DType::i64);
   EXPECT_THROW(ids.set_requires_grad(true), gta::Error);

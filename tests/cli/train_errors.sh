@@ -34,6 +34,7 @@ expect_fail "broken.yaml" "$GTA" train broken.yaml  # malformed YAML
 expect_fail "vocab" "$GTA" train run.yaml --set model.vocab_size=100  # model vocab smaller than tokenizer's
 expect_fail "tokenizer" "$GTA" train run.yaml --set data.tokenizer=other/tokenizer.model  # tokenizer of other shards
 expect_fail "bogus" "$GTA" train run.yaml --bogus  # unknown flag
+expect_fail "bf16 needs a GPU" "$GTA" train run.yaml --set train.device=cpu --set train.dtype=bf16  # bf16 on the CPU
 expect_fail "missing.yaml" "$GTA" train missing.yaml  # missing config
 
 expect_fail "different model" "$GTA" train run.yaml --set model.d_ff=32 --resume  # resume another model
