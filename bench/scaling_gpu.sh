@@ -120,12 +120,11 @@ dp_train() {
   "${mpi[@]}" -np 2 "$gta" train "${common[@]}" --set train.out_dir="$d/two" || return 1
   mkdir -p "$d/resumed" && cp -r "$d/two/checkpoints" "$d/resumed/" && rm -rf "$d/resumed/checkpoints/step_000030"
   "$gta" train "${common[@]}" --set train.out_dir="$d/resumed" --resume || return 1
-  python3 - "$d" <<'PY'
-import json, sys
+  PYTHONPATH=tests/cli/lib python3 - "$d" <<'PY'
+import sys
+from gta_runs import losses
 d = sys.argv[1]
-def losses(run):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(f"{d}/{run}/metrics.jsonl")) if r.get("event") == "train"}
-one, two, res = losses("one"), losses("two"), losses("resumed")
+one, two, res = losses(f"{d}/one"), losses(f"{d}/two"), losses(f"{d}/resumed")
 assert len(one) == 30 and one.keys() == two.keys(), (len(one), len(two))
 worst = max(abs(one[s] - two[s]) / one[s] for s in one)
 print(f"1 GPU (2 micro-steps) vs 2 GPUs (NCCL): worst relative loss difference {worst:.2e} (limit 1e-4)")

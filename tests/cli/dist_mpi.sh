@@ -35,38 +35,25 @@ grep -q "resuming from step 4" mixed.log
 "${mpi[@]}" "$GTA" train run.yaml --set train.out_dir=two32 2> /dev/null
 
 "$PY" - <<'PY'
-import json, struct
 import numpy as np
+from gta_runs import losses, safetensors
 
-def tensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k == "__metadata__":
-            continue
-        lo, hi = v["data_offsets"]
-        dt = {"F32": np.float32, "F64": np.float64}[v["dtype"]]
-        out[k] = np.frombuffer(b[8 + n + lo:8 + n + hi], dtype=dt).astype(np.float64)
-    return out
+def loss_list(run):
+    return list(losses(run).values())
 
-def losses(run):
-    return [r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if r.get("event") == "train"]
-
-la, lb = losses("one32"), losses("two32")
+la, lb = loss_list("one32"), loss_list("two32")
 d = max(abs(a - b) / abs(a) for a, b in zip(la, lb))
 print(f"f32: worst loss relative difference {d:.2e}")
 assert len(la) == len(lb) == 8 and d < 1e-6, (la, lb)
 
-ref = tensors("one/checkpoints/step_000008/model.safetensors")
+ref = safetensors("one/checkpoints/step_000008/model.safetensors")
 for run in ["two", "mixed"]:
-    got = tensors(run + "/checkpoints/step_000008/model.safetensors")
+    got = safetensors(run + "/checkpoints/step_000008/model.safetensors")
     assert got.keys() == ref.keys()
     worst = max(np.abs(got[k] - ref[k]).max() / max(np.abs(ref[k]).max(), 1e-12) for k in ref)
     print(f"{run}: worst weight relative difference {worst:.2e}")
     assert worst < 1e-6, (run, worst)
-    la, lb = losses("one"), losses(run)
+    la, lb = loss_list("one"), loss_list(run)
     assert len(la) == len(lb) == 8, (la, lb)
     d = max(abs(a - b) / abs(a) for a, b in zip(la, lb))
     print(f"{run}: worst loss relative difference {d:.2e}")

@@ -38,24 +38,11 @@ mkdir -p back/checkpoints && cp -r plain/checkpoints/step_000004 back/checkpoint
 grep -q "resuming from step 4" back.log
 
 "$PY" - <<'PY'
-import json, struct
 import numpy as np
+from gta_runs import safetensors as read_safetensors, train_records as train_rows
 
 def safetensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k == "__metadata__":
-            continue
-        lo, hi = v["data_offsets"]
-        assert v["dtype"] == "F64", (path, k, v["dtype"])
-        out[k] = np.frombuffer(b[8 + n + lo:8 + n + hi], dtype=np.float64)
-    return out
-
-def train_rows(run):
-    return [r for r in map(json.loads, open(run + "/metrics.jsonl")) if r.get("event") == "train"]
+    return read_safetensors(path, dtypes=("F64",))
 
 def rel(a, b):
     return abs(a - b) / max(abs(a), 1e-300)

@@ -31,11 +31,9 @@ PY
 grep -q "resuming from step 8" split.log
 cmp full/checkpoints/step_000016/model.safetensors split/checkpoints/step_000016/model.safetensors
 cmp full/checkpoints/step_000016/optimizer.safetensors split/checkpoints/step_000016/optimizer.safetensors
-"$PY" - full/metrics.jsonl split/metrics.jsonl <<'PY'
-import json, sys
-def losses(p):
-    return [(r["step"], r["loss"]) for r in map(json.loads, open(p)) if r.get("event") == "train"]
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
+"$PY" - <<'PY'
+from gta_runs import losses
+a, b = losses("full"), losses("split")
 assert a == b, (a, b)
 PY
 

@@ -54,9 +54,7 @@ for src in gpu_f32 gpu_bf16; do
 done
 
 "$PY" - <<'PY'
-import json
-def losses(run):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(f"{run}/metrics.jsonl")) if r.get("event") == "train"}
+from gta_runs import losses
 cpu, gpu, bf = losses("cpu_f32"), losses("gpu_f32"), losses("gpu_bf16")
 assert len(cpu) == 200 and cpu.keys() == gpu.keys() == bf.keys(), (len(cpu), len(gpu), len(bf))
 worst = max(abs(gpu[s] - cpu[s]) / cpu[s] for s in cpu)

@@ -17,6 +17,7 @@ cd "$tmp"
 # CI machine; on the CUDA machine the python3 on PATH (PyTorch's) has them instead.
 PY=/usr/bin/python3
 if ! "$PY" -c "import numpy, h5py" 2>/dev/null; then PY=$(command -v python3); fi
+export PYTHONPATH="$SRC/tests/cli/lib${PYTHONPATH:+:$PYTHONPATH}"  # gta_runs.py: metrics and safetensors readers
 
 fails=0  # checks failed so far (expect_fail); a script that runs with `set +e` reports them at the end
 
