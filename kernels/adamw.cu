@@ -16,6 +16,7 @@
 #include "core/cuda_context.h"
 #include "core/cuda_runtime.h"
 #include "kernels/adamw.h"
+#include "kernels/row_reduce.cuh"
 
 namespace gta::kernels {
 
@@ -59,18 +60,6 @@ __global__ void adamw_kernel(const AdamWTensor* ts, const Chunk* chunks, int64_t
   }
 }
 
-__device__ double block_sum_d(double v) {
-  __shared__ double red[32];
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  double t = lane < nw ? red[lane] : 0.0;
-  for (int o = 16; o > 0; o /= 2) t += __shfl_xor_sync(0xffffffffu, t, o);
-  return t;
-}
-
 __global__ void sumsq_kernel(const GradRef* ts, const Chunk* chunks, int64_t nchunks, double* partial) {
   for (int64_t ci = blockIdx.x; ci < nchunks; ci += gridDim.x) {
     const Chunk ch = chunks[ci];
@@ -81,7 +70,7 @@ __global__ void sumsq_kernel(const GradRef* ts, const Chunk* chunks, int64_t nch
       const double x = load_f(t.data, t.dtype, i);
       acc += x * x;
     }
-    acc = block_sum_d(acc);
+    acc = block_sum(acc);
     if (threadIdx.x == 0) partial[ci] = acc;
   }
 }
@@ -89,7 +78,7 @@ __global__ void sumsq_kernel(const GradRef* ts, const Chunk* chunks, int64_t nch
 __global__ void total_kernel(const double* partial, int64_t n, double* out) {
   double acc = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
-  acc = block_sum_d(acc);
+  acc = block_sum(acc);
   if (threadIdx.x == 0) out[0] = acc;
 }
 

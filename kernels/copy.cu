@@ -80,6 +80,18 @@ void launch_strided(size_t elem, void* dst, const void* src, const DimPlan<2>& p
   }
 }
 
+// The plan with operand `side` (0: dst, 1: src) replaced by a contiguous buffer of the same shape:
+// the gather into / scatter out of the temporaries of a strided conversion.
+DimPlan<2> with_contiguous_side(const DimPlan<2>& plan, int side) {
+  DimPlan<2> p = plan;
+  int64_t acc = 1;
+  for (int d = plan.ndim - 1; d >= 0; --d) {
+    p.strides[side][d] = acc;
+    acc *= plan.shape[d];
+  }
+  return p;
+}
+
 bool is_contiguous_plan(const DimPlan<2>& p, int a) { return p.numel <= 1 || (p.ndim == 1 && p.strides[a][0] == 1); }
 
 
@@ -189,35 +201,13 @@ void copy_strided(DType dst_dtype, void* dst, const int64_t* dst_strides, DType 
   cuda::DeviceTemp dst_tmp(dst_contig ? 0 : n * dtype_size(dst_dtype));
   const void* s = src;
   if (!src_contig) {
-    DimPlan<2> gather;
-    gather.ndim = plan.ndim;
-    gather.numel = n;
-    gather.fits32 = plan.fits32;
-    int64_t acc = 1;
-    for (int d = plan.ndim - 1; d >= 0; --d) {
-      gather.shape[d] = plan.shape[d];
-      gather.strides[0][d] = acc;
-      gather.strides[1][d] = plan.strides[1][d];
-      acc *= plan.shape[d];
-    }
-    launch_strided(dtype_size(src_dtype), src_tmp.p, src, gather);
+    launch_strided(dtype_size(src_dtype), src_tmp.p, src, with_contiguous_side(plan, 0));
     s = src_tmp.p;
   }
   void* d = dst_contig ? dst : dst_tmp.p;
   convert_contiguous(dst_dtype, d, src_dtype, s, n);
   if (!dst_contig) {
-    DimPlan<2> scatter;
-    scatter.ndim = plan.ndim;
-    scatter.numel = n;
-    scatter.fits32 = plan.fits32;
-    int64_t acc = 1;
-    for (int k = plan.ndim - 1; k >= 0; --k) {
-      scatter.shape[k] = plan.shape[k];
-      scatter.strides[0][k] = plan.strides[0][k];
-      scatter.strides[1][k] = acc;
-      acc *= plan.shape[k];
-    }
-    launch_strided(dtype_size(dst_dtype), dst, dst_tmp.p, scatter);
+    launch_strided(dtype_size(dst_dtype), dst, dst_tmp.p, with_contiguous_side(plan, 1));
   }
 }
 

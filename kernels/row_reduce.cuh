@@ -39,15 +39,16 @@ __device__ __forceinline__ void block_lse(float& m, float& s) {
     lse_merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
 }
 
-// Block-wide sum of every thread's v.
-__device__ __forceinline__ float block_sum(float v) {
-  __shared__ float red[32];
+// Block-wide sum of every thread's v (float, or double where fp64 accumulation is wanted).
+template <typename A>
+__device__ __forceinline__ A block_sum(A v) {
+  __shared__ A red[32];
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
   __syncthreads();
   if (lane == 0) red[warp] = v;
   __syncthreads();
-  float t = lane < nw ? red[lane] : 0.f;
+  A t = lane < nw ? red[lane] : A(0);
   for (int o = 16; o > 0; o /= 2) t += __shfl_xor_sync(0xffffffffu, t, o);
   return t;
 }
