@@ -2,7 +2,7 @@
 # Multi-GPU data parallelism (NCCL) on one CUDA machine: build, check, then measure weak scaling.
 #
 #   bench/scaling_gpu.sh                          # every step; logs and scaling.md in $OUT (default scaling-gpu)
-#   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check train scaling),
+#   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check comm train scaling),
 #   STEPS="tests check train scaling" bench/scaling_gpu.sh   e.g. to split the work over two shorter calls
 # Knobs: BUILD_DIR (build-gpu), CONFIG (configs/models/s/gta.yaml), BENCH_STEPS (20), BENCH_WARMUP (5),
 # RUN_TIMEOUT (540 s per mpirun), NCCL_DEBUG (WARN).
@@ -14,6 +14,9 @@
 #            (collectives on CUDA tensors, GradSync on GPU gradients); fails if the tests skipped
 #   check    correctness smoke run: `gta bench train` on 2 GPUs in f32 (3 steps, small batch) must
 #            finish without error (NCCL set-up, GPU gradient buckets, all-reduce every step)
+#   comm     all-reduce bandwidth on 2 and 4 GPUs (up to what nvidia-smi lists), 1/25/200 MB of bf16:
+#            `gta bench allreduce` (gta's NCCL communicator, NCCL_DEBUG=INFO so the log names the
+#            transport NCCL chose) beside bench/allreduce_torch.py (PyTorch's NCCL) -> $OUT/comm.md
 #   train    `gta train configs/quickstart.yaml` in f32 for 30 steps, global batch 4096 tokens: on 1 GPU
 #            (2 accumulation micro-steps) and with mpirun -np 2 (1 each) the logged losses agree to
 #            1e-4 relative; then the 2-rank run's step-15 checkpoint resumes on 1 GPU and matches too
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-scaling-gpu}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-STEPS=${STEPS:-build tests check train scaling}
+STEPS=${STEPS:-build tests check comm train scaling}
 CONFIG=${CONFIG:-configs/models/s/gta.yaml}
 BENCH_STEPS=${BENCH_STEPS:-20}
 BENCH_WARMUP=${BENCH_WARMUP:-5}
@@ -106,6 +109,51 @@ if want check; then
         failed+=(check)
       fi
   fi
+fi
+
+if want comm; then
+  work=$(mktemp -d)
+  sizes=1,25,200
+  for n in 2 4; do
+    [ "$n" -le "$ngpu" ] || { log "comm: N=$n skipped ($ngpu GPU(s) listed)"; continue; }
+    step "comm_gta_$n" timeout "$RUN_TIMEOUT" "${mpi[@]}" -x NCCL_DEBUG=INFO -np "$n" "$gta" bench allreduce \
+      --device cuda --sizes-mb "$sizes" --json && grep '^{' "$OUT/comm_gta_$n.log" > "$work/gta_$n.json"
+    step "comm_torch_$n" timeout "$RUN_TIMEOUT" env NCCL_NVLS_ENABLE=0 NCCL_DEBUG=INFO python3 -m torch.distributed.run \
+      --standalone --nproc_per_node="$n" bench/allreduce_torch.py --sizes-mb "$sizes" &&
+      grep '^{' "$OUT/comm_torch_$n.log" > "$work/torch_$n.json"
+  done
+  {
+    echo "# All-reduce bandwidth, gta's communicator vs PyTorch, same host and call"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M') UTC, $ngpu x ${card:-unknown}, commit $commit. In-place bf16 all-reduce, 20 timed calls"
+    echo "queued back to back after 5 warm-up calls; time = the slowest rank's. busbw = algbw * 2 (N-1) / N."
+    echo "gta links $(ldd "$gta" | awk '/libnccl/ {print $3}'); transports NCCL reported for gta (NCCL_DEBUG=INFO):"
+    echo
+    for n in 2 4; do
+      [ -f "$OUT/comm_gta_$n.log" ] || continue
+      echo "- $n GPUs: $(grep -m1 -o 'NCCL version [^ ]*' "$OUT/comm_gta_$n.log"); $(grep -o 'via [A-Za-z0-9/_]*' "$OUT/comm_gta_$n.log" | sort | uniq -c | tr '\n' ';')"
+    done
+    echo
+    /usr/bin/env python3 - "$work" <<'PY'
+import glob, json, os, sys
+rows = {}
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
+    who, n = os.path.basename(f)[:-5].split("_")
+    for line in open(f):
+        r = json.loads(line)
+        rows.setdefault((int(n), round(r["mb"])), {})[who] = r
+print("| GPUs | MB | gta ms | gta busbw GB/s | PyTorch ms | PyTorch busbw GB/s |")
+print("|---|---|---|---|---|---|")
+for (n, mb), r in sorted(rows.items()):
+    g, t = r.get("gta"), r.get("torch")
+    cell = lambda x, k, f: f.format(x[k]) if x else "-"
+    print(f"| {n} | {mb} | {cell(g, 'ms', '{:.3f}')} | {cell(g, 'busbw_gbs', '{:.1f}')} | "
+          f"{cell(t, 'ms', '{:.3f}')} | {cell(t, 'busbw_gbs', '{:.1f}')} |")
+torch_name = next((r["torch"]["communicator"] for r in rows.values() if "torch" in r), "not run")
+print()
+print(f"PyTorch: {torch_name}.")
+PY
+  } | tee "$OUT/comm.md"
 fi
 
 # Data-parallel training through the real trainer: 1 GPU with accumulation == 2 GPUs, and a

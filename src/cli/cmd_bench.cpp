@@ -6,8 +6,15 @@
 // are averaged every step by dist::GradSync (buckets of --bucket-mb, 25 MB by default, started
 // during backward) over the communicator of dist::make_communicator (NCCL on GPUs, MPI on CPUs).
 // Rank 0 reports global tokens/s = world * per-rank tokens / (the slowest rank's time).
+// On a GPU it also reports each rank's milliseconds per step: wall time, and the device time of
+// forward, backward, the exposed gradient sync and clip+optimizer (CUDA events between them), which
+// shows where a data-parallel step loses time against one GPU. --no-grad-sync skips the all-reduce
+// to give the compute-only baseline under the same launcher.
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -36,8 +43,12 @@ struct BenchTrainOptions {
   double peak_tflops = 0;  // for MFU; 0 = not reported
   double timeout_s = config::DistConfig{}.timeout_s;
   double bucket_mb = config::DistConfig{}.bucket_mb;
+  bool no_grad_sync = false;
   bool json = false;
 };
+
+// The phases of a training step timed on the GPU (see `phase` in bench_train).
+constexpr std::array<const char*, 4> kPhases = {"forward", "backward", "grad_sync_exposed", "clip_optimizer"};
 
 void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device device) {
   config::ModelConfig cfg = config::load_model_config(o.config, o.overrides);
@@ -55,25 +66,67 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   dist::GradSync grad_sync(comm, model.params().all(), o.bucket_mb);  // a no-op for one process
   Rng rng(static_cast<uint64_t>(rank) + 1);                    // different tokens per rank
   std::vector<int32_t> tok(static_cast<size_t>(o.batch * (o.seq_len + 1)));
+  // On a GPU, events on the compute stream split each step's device time into phases (kPhases):
+  // forward, backward (with the buckets' all-reduces overlapped), the gradient sync left exposed
+  // after backward, and clipping plus the optimizer. Wall time minus their sum is the time the
+  // device waited for the host. Each phase's time includes any wait for the host inside it.
+  std::vector<std::unique_ptr<cuda::StreamTimer>> phase;
+  if (device.is_cuda())
+    for (size_t i = 0; i < kPhases.size(); ++i) phase.push_back(std::make_unique<cuda::StreamTimer>(device.index));
+  // The host's time in each phase is measured too: a phase whose host time reaches its device
+  // time is bound by launching kernels, not by running them.
+  std::vector<std::chrono::steady_clock::time_point> host_start(kPhases.size());
+  auto begin = [&](size_t i) {
+    host_start[i] = std::chrono::steady_clock::now();
+    if (!phase.empty()) phase[i]->start();
+  };
+  std::vector<double> phase_ms(kPhases.size(), 0.0), host_ms(kPhases.size(), 0.0);
+  auto end = [&](size_t i) {
+    if (!phase.empty()) phase[i]->stop();
+    host_ms[i] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start[i]).count();
+  };
   auto step = [&] {
     for (auto& t : tok) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
+    begin(0);
     Tensor tokens = Tensor::from_vector(tok, {o.batch, o.seq_len + 1}).to(device);
     opt.zero_grad();
-    grad_sync.set_sync(true);  // every step communicates (no gradient accumulation here)
+    grad_sync.set_sync(!o.no_grad_sync);  // every step communicates (no gradient accumulation here)
     Tensor loss = model.loss(tokens);
+    end(0);
+    begin(1);
     loss.backward();
-    grad_sync.finish();
+    end(1);
+    begin(2);
+    if (!o.no_grad_sync) grad_sync.finish();
+    end(2);
+    begin(3);
     optim::clip_grad_norm(model.params().all(), 1.0);
     opt.step(1e-4);
-    return loss.item();  // synchronises with the device
+    end(3);
+    const double l = loss.item();  // synchronises with the device
+    for (size_t i = 0; i < phase.size(); ++i) phase_ms[i] += phase[i]->elapsed_ms();
+    return l;
   };
   if (device.is_cuda()) cuda::reset_peak_memory_stats(device.index);
   for (int64_t i = 0; i < o.warmup; ++i) step();
   if (world > 1) comm.barrier();  // every rank starts the clock together
+  std::fill(phase_ms.begin(), phase_ms.end(), 0.0);
+  std::fill(host_ms.begin(), host_ms.end(), 0.0);
   const auto t0 = std::chrono::steady_clock::now();
   double last = 0;
   for (int64_t i = 0; i < o.steps; ++i) last = step();
   const double my_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Every rank's wall and phase milliseconds per step, gathered on every rank (row r = rank r).
+  std::vector<std::vector<double>> rank_ms(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    std::vector<double> mine = {my_secs * 1e3};
+    mine.insert(mine.end(), phase_ms.begin(), phase_ms.end());
+    mine.insert(mine.end(), host_ms.begin(), host_ms.end());
+    for (double v : mine) {
+      const double per_step = (r == rank ? v : 0.0) / static_cast<double>(o.steps);
+      rank_ms[r].push_back(world > 1 ? comm.sum(per_step) : per_step);
+    }
+  }
   // The slowest rank sets the pace of a data-parallel run.
   const double secs = world > 1 ? comm.max(my_secs) : my_secs;
   if (world > 1) last = comm.sum(last) / world;
@@ -108,10 +161,18 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     j["world_size"] = world;
     j["communicator"] = comm.name();
     j["tokens_per_s_per_rank"] = tps / world;
+    j["grad_sync"] = !o.no_grad_sync;
   }
   if (device.is_cuda()) {
     j["peak_allocated_gb"] = peak_alloc_gb;
     j["peak_reserved_gb"] = peak_reserved_gb;
+    auto& per_rank = j["step_ms"] = nlohmann::json::array();  // one object per rank
+    for (const auto& row : rank_ms) {
+      nlohmann::json r = {{"wall", row[0]}};
+      for (size_t i = 0; i < kPhases.size(); ++i) r[kPhases[i]] = row[i + 1];
+      for (size_t i = 0; i < kPhases.size(); ++i) r[std::string("host_") + kPhases[i]] = row[kPhases.size() + i + 1];
+      per_rank.push_back(r);
+    }
   }
   const double mfu = o.peak_tflops > 0 ? tflops / (o.peak_tflops * world) : 0;
   if (o.peak_tflops > 0) j["mfu"] = mfu;
@@ -127,6 +188,14 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   if (o.peak_tflops > 0) std::printf(", MFU %.1f%%", 100 * mfu);
   if (device.is_cuda()) std::printf(", peak memory %.2f GB allocated / %.2f GB reserved", peak_alloc_gb, peak_reserved_gb);
   std::printf("\n");
+  if (device.is_cuda())
+    for (int r = 0; r < world; ++r) {
+      std::printf("  rank %d, ms per step: wall %.2f; GPU", r, rank_ms[r][0]);
+      for (size_t i = 0; i < kPhases.size(); ++i) std::printf(" %s %.2f", kPhases[i], rank_ms[r][i + 1]);
+      std::printf("; host");
+      for (size_t i = 0; i < kPhases.size(); ++i) std::printf(" %.2f", rank_ms[r][kPhases.size() + i + 1]);
+      std::printf("\n");
+    }
   std::fflush(stdout);
 }
 
@@ -147,6 +216,7 @@ void run_bench_train(const BenchTrainOptions& o) {
 }  // namespace
 
 void register_bench_attention(CLI::App* bench);  // cmd_bench_attention.cpp
+void register_bench_allreduce(CLI::App* bench);  // cmd_bench_allreduce.cpp
 
 void register_bench(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
@@ -168,9 +238,12 @@ void register_bench(CLI::App& app) {
   tr->add_option("--timeout", o->timeout_s, "seconds a collective may take under mpirun (dist.timeout_s)")
       ->check(CLI::PositiveNumber);
   tr->add_option("--peak-tflops", o->peak_tflops, "the device's peak TFLOP/s, to report MFU");
+  tr->add_flag("--no-grad-sync", o->no_grad_sync,
+              "under mpirun, skip the gradient all-reduce (ranks train apart): the compute-only baseline");
   tr->add_flag("--json", o->json, "print JSON");
   tr->callback([o] { run_bench_train(*o); });
   register_bench_attention(bench);
+  register_bench_allreduce(bench);
 }
 
 }  // namespace gta::cli

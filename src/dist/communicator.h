@@ -7,6 +7,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -38,6 +39,11 @@ class Communicator {
   // In-place sum over ranks of a contiguous floating tensor.
   virtual std::unique_ptr<Work> all_reduce_async(const Tensor& t) = 0;
   void all_reduce(const Tensor& t) { all_reduce_async(t)->wait(); }
+  // In-place mean over ranks of each of `ts` (one dtype, one device), as one operation. By
+  // default the tensors are flattened into one buffer on their device, summed by
+  // all_reduce_async and, in wait(), divided by the world size and copied back (communicator.cpp);
+  // NCCL overrides it with one group of in-place averaging all-reduces, which copies nothing.
+  virtual std::unique_ptr<Work> all_reduce_mean_async(const std::vector<Tensor>& ts);
   // Sum and maximum of one number over ranks.
   virtual double sum(double v) = 0;
   virtual double max(double v) = 0;

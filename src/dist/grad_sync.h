@@ -1,11 +1,13 @@
 // Data-parallel gradient averaging. Each parameter's gradient-ready hook (fired by backward as
-// soon as that gradient is complete) adds it to the open bucket; a full bucket is flattened and
-// its all-reduce starts while backward goes on with earlier layers. finish() starts the last
-// bucket, waits for all of them and writes grad = (sum over ranks) / world back.
+// soon as that gradient is complete) adds it to the open bucket; a full bucket's averaging
+// all-reduce (Communicator::all_reduce_mean_async: grad = sum over ranks / world, in place)
+// starts while backward goes on with earlier layers. finish() starts the last bucket and waits
+// for all of them.
 // Only the last micro-step of gradient accumulation communicates (set_sync(true)); earlier
 // micro-steps just accumulate locally.
-// Device-agnostic: buckets live on the gradients' device (CPU buckets go over MPI, GPU buckets
-// over NCCL without a host round trip); a bucket holds gradients of one dtype and one device.
+// Device-agnostic: gradients stay on their device (CPU buckets go over MPI as one flattened
+// message, GPU buckets over NCCL as one group of in-place all-reduces, without a host round
+// trip); a bucket holds gradients of one dtype and one device.
 #pragma once
 #include <memory>
 #include <string>
@@ -29,7 +31,6 @@ class GradSync {
  private:
   struct Bucket {
     std::vector<size_t> members;  // parameter indices, in ready order
-    Tensor flat;
     std::unique_ptr<Work> work;
   };
   void on_ready(size_t index);

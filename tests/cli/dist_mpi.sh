@@ -76,6 +76,20 @@ print(f"bench train, 2 ranks: {r['tokens_per_s']:.0f} tokens/s")
 PY
 echo "dist_mpi bench: ok"
 
+# `gta bench allreduce`: checks each sum (rank+1 summed over ranks) before timing it; one JSON
+# line per size from rank 0. Outside mpirun it is an error, not a meaningless number.
+"${mpi[@]}" "$GTA" bench allreduce --device cpu --sizes-mb 0.01,0.5 --iters 3 --warmup 1 --json \
+  > allreduce.json 2> allreduce.err || { cat allreduce.err; fail "mpirun gta bench allreduce failed"; }
+"$PY" - <<'PY'
+import json
+rows = [json.loads(l) for l in open("allreduce.json") if l.strip()]
+assert [r["mb"] for r in rows] == [0.01, 0.5], rows
+assert all(r["world_size"] == 2 and r["communicator"] == "mpi" and r["dtype"] == "f32" for r in rows), rows
+assert all(r["ms"] > 0 and r["busbw_gbs"] == r["algbw_gbs"] > 0 for r in rows), rows  # 2 ranks: busbw = algbw
+PY
+expect_fail "mpirun -np N" "$GTA" bench allreduce --device cpu
+echo "dist_mpi allreduce: ok"
+
 # Faults: a stalled rank (SIGSTOP) makes the other abort the job within dist.timeout_s; a crashed
 # rank (SIGKILL) ends the job. Never a silent hang.
 fault() {  # fault SIGNAL OUT_DIR
