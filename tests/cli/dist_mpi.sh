@@ -3,6 +3,8 @@
 # global batch (losses and weights within 1e-6 relative), and a 2-rank checkpoint resumes on 1 rank.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/faults.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/faults.sh"
 command -v mpirun >/dev/null || fail "mpirun not found (apt install openmpi-bin)"
 mpi=(mpirun -np 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
@@ -92,22 +94,8 @@ echo "dist_mpi allreduce: ok"
 
 # Faults: a stalled rank (SIGSTOP) makes the other abort the job within dist.timeout_s; a crashed
 # rank (SIGKILL) ends the job. Never a silent hang.
-fault() {  # fault SIGNAL OUT_DIR
-  "${mpi[@]}" "$GTA" train run.yaml --set train.out_dir="$2" --set train.steps=1000000 --set checkpoint.every=2 \
-    --set dist.timeout_s=3 > "$2.log" 2>&1 &
-  local launcher=$! victim=""
-  for _ in $(seq 300); do [ -d "$2/checkpoints/step_000002" ] && break; sleep 0.1; done
-  victim=$(pgrep -P "$launcher" -f "gta train" | tail -n 1)
-  [ -n "$victim" ] || { echo "no rank process found"; kill "$launcher"; return 1; }
-  kill "-$1" "$victim"
-  local rc=0
-  for _ in $(seq 600); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$launcher" 2>/dev/null; then echo "job still running 60 s after SIG$1"; kill -9 "$launcher"; return 1; fi
-  wait "$launcher" || rc=$?
-  kill -CONT "$victim" 2>/dev/null || true
-  [ "$rc" -ne 0 ] || { echo "job exited 0 after SIG$1"; return 1; }
-}
-fault STOP stalled
+faulty=("${mpi[@]}" "$GTA" train run.yaml --set train.steps=1000000 --set checkpoint.every=2 --set dist.timeout_s=3)
+inject_fault STOP stalled "${faulty[@]}" --set train.out_dir=stalled
 grep -q "did not complete within 3 s" stalled.log
-fault KILL crashed
+inject_fault KILL crashed "${faulty[@]}" --set train.out_dir=crashed
 echo "dist_mpi faults: ok"
