@@ -40,8 +40,11 @@
 //         reduce kernel adds a head's units in index order (e.g. GVA, n_k 1 and n_v 4: dv direct,
 //         dk = sum of 4 partials).
 //     (c) dQ: one CTA per (64 MR queries, query head, batch), loop over key tiles (64; 32 for MR
-//         2) up to the diagonal: S, P, dP = dO V^T, dS, dQ += dS K (K through ldmatrix.trans);
-//         scaled once at the end.
+//         2) up to the diagonal: S and dP = dO V^T (both issued before the exponentials, so the
+//         tensor cores work on dP while P is computed), P, dS, dQ += dS K (K through
+//         ldmatrix.trans); scaled once at the end.
+//     In (b) and (c) the causal mask (P = 0 for keys after the query) is a separate pass over the
+//     tiles crossing the diagonal only (mask_causal), so the other tiles pay no compare and select.
 //     (b) and (c) are independent and share one launch (bwd_kernel): the dK/dV blocks first, the
 //     heaviest first, then the dQ blocks, which fill the machine while the long blocks finish.
 // Shared key/value heads are read by head index, never materialised per query head. Offsets are
@@ -213,6 +216,26 @@ __device__ __forceinline__ void zero(float (&a)[N][4]) {
   for (int j = 0; j < N; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
+}
+
+// Causal mask of a warp's probabilities p[mi] (16 x N each; element e of p[mi][j] at tile row r =
+// 16 mi + l/4 + 8 (e/2), column c = 8 j + 2 (l%4) + (e&1)): P = 0 where the key is after the
+// query. Rows are queries and columns keys (KEY_ROWS false): when c - r > a, a = position of row 0
+// - key of column 0. Rows are keys (KEY_ROWS true): when r - c > a, a = position of column 0 - key
+// of row 0. Called only for tiles crossing the diagonal: the tiles below it carry no per-element
+// compare and select (fused into the exponentials' loop they were ~13% of bwd_kernel's instructions,
+// ncu, MHA T 8192).
+template <int MR, int N, bool KEY_ROWS>
+__device__ __forceinline__ void mask_causal(float (&p)[MR][N / 8][4], int a, int lane) {
+#pragma unroll
+  for (int mi = 0; mi < MR; ++mi)
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = 16 * mi + lane / 4 + 8 * (e / 2), c = 8 * j + 2 * (lane % 4) + (e & 1);
+        if ((KEY_ROWS ? r - c : c - r) > a) p[mi][j][e] = 0.f;
+      }
 }
 
 // ---- forward --------------------------------------------------------------------------------------
@@ -451,10 +474,8 @@ __device__ __forceinline__ void dkv_block(int unit, int b, int u0, const FDims& 
   const int64_t kstride = static_cast<int64_t>(d.nk) * DQK, vstride = static_cast<int64_t>(d.nv) * DV;
 
   const int tfirst = max(0, u0 - d.off) / BQ * BQ;  // first query tile that sees a key of this tile
-  const int ntq = (d.T - tfirst + BQ - 1) / BQ;
-  const int steps = d.gu * ntq;
-  auto issue = [&](int st, int buf) {
-    const int i = h0 + st / ntq, t0 = tfirst + (st % ntq) * BQ;
+  const int steps = d.gu * ((d.T - tfirst + BQ - 1) / BQ);
+  auto issue = [&](int i, int t0, int buf) {  // query tile t0 of head i
     const int valid = d.T - t0;
     load_tile<BQ, DQK, PQ>(Qs + buf * BQ * PQ, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * DQK, qstride,
                            valid);
@@ -468,7 +489,8 @@ __device__ __forceinline__ void dkv_block(int unit, int b, int u0, const FDims& 
   };
   load_tile<TK, DQK, PQ>(Ks, k + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK, kstride, d.S - u0);
   load_tile<TK, DV, PV>(Vs, v + ((static_cast<int64_t>(b) * d.S + u0) * d.nv + vh) * DV, vstride, d.S - u0);
-  issue(0, 0);
+  int ti = tfirst, hi = h0;  // the step loaded next: query tile ti of head hi (heads outer, tiles inner)
+  issue(hi, ti, 0);
   cp_commit();
 
   float dka[MR][DQK / 8][4], dva[MR][DV / 8][4];
@@ -481,11 +503,15 @@ __device__ __forceinline__ void dkv_block(int unit, int b, int u0, const FDims& 
   const int key_lo = wkey0 + lane / 4;      // key of accumulator row g of row block 0 (+ 16 mi, + 8)
 
   for (int st = 0; st < steps; ++st) {
-    const int buf = st & 1;
-    const int t0 = tfirst + (st % ntq) * BQ;
+    const int buf = st & 1, t0 = ti;
+    ti += BQ;
+    if (ti >= d.T) {
+      ti = tfirst;
+      ++hi;
+    }
     cp_wait_all();
     __syncthreads();
-    if (st + 1 < steps) issue(st + 1, buf ^ 1);
+    if (st + 1 < steps) issue(hi, ti, buf ^ 1);
     cp_commit();
     if (wkey0 > d.off + t0 + BQ - 1) continue;  // every key of this warp is after every query of the step
     const bf16* Qt = Qs + buf * BQ * PQ;
@@ -498,20 +524,15 @@ __device__ __forceinline__ void dkv_block(int unit, int b, int u0, const FDims& 
 #pragma unroll
     for (int mi = 0; mi < MR; ++mi) zero(sp[mi]);
     mma_abt<DQK, BQ, PQ, PQ, MR>(sp, Ks, warp * RW, Qt, lane);
-    const bool masked = wkey0 + RW - 1 > d.off + t0;
 #pragma unroll
     for (int j = 0; j < BQ / 8; ++j) {
-      const int c = j * 8 + 2 * (lane % 4);
-      const float2 L = *reinterpret_cast<const float2*>(Lt + c);
+      const float2 L = *reinterpret_cast<const float2*>(Lt + j * 8 + 2 * (lane % 4));
 #pragma unroll
       for (int mi = 0; mi < MR; ++mi)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float x = ex2(fmaf(sp[mi][j][e], sl2, -((e & 1) ? L.y : L.x) * kLog2e));
-          if (masked && key_lo + 16 * mi + 8 * (e / 2) > d.off + t0 + c + (e & 1)) x = 0.f;
-          sp[mi][j][e] = x;
-        }
+        for (int e = 0; e < 4; ++e) sp[mi][j][e] = ex2(fmaf(sp[mi][j][e], sl2, -((e & 1) ? L.y : L.x) * kLog2e));
     }
+    if (wkey0 + RW - 1 > d.off + t0) mask_causal<MR, BQ, true>(sp, d.off + t0 - wkey0, lane);
     {  // dV += P^T dO
       uint32_t pf[MR][BQ / 16][4];
 #pragma unroll
@@ -637,14 +658,12 @@ __device__ __forceinline__ void dq_block(int i, int b, int t0, const FDims& d, f
   cp_commit();
 
   const int wpos0 = d.off + t0 + warp * RW, wpos1 = wpos0 + RW - 1;  // positions of this warp's rows
-  int pos[MR][2];
   float L2[MR][2], Dr[MR][2];
 #pragma unroll
   for (int mi = 0; mi < MR; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int t = t0 + warp * RW + mi * 16 + lane / 4 + 8 * h;
-      pos[mi][h] = d.off + t;
       const int64_t row = (static_cast<int64_t>(b) * d.nq + i) * d.T + t;
       L2[mi][h] = t < d.T ? lse[row] * kLog2e : 0.f;
       Dr[mi][h] = t < d.T ? D[row] : 0.f;
@@ -667,25 +686,23 @@ __device__ __forceinline__ void dq_block(int i, int b, int t0, const FDims& d, f
     const bf16* Kt = Ks + buf * KN * PQ;
     const bf16* Vt = Vs + buf * KN * PV;
 
-    float sp[MR][KN / 8][4];
+    // S = Q K^T and dP = dO V^T, both issued before the exponentials (the tensor cores work on dP
+    // while P is computed), then dS = P (dP - D), dQ += dS K
+    float sp[MR][KN / 8][4], dp[MR][KN / 8][4];
 #pragma unroll
-    for (int mi = 0; mi < MR; ++mi) zero(sp[mi]);
+    for (int mi = 0; mi < MR; ++mi) {
+      zero(sp[mi]);
+      zero(dp[mi]);
+    }
     mma_abt<DQK, KN, PQ, PQ, MR>(sp, Qs, warp * RW, Kt, lane);
-    const bool masked = u0 + KN - 1 > wpos0;
+    mma_abt<DV, KN, PV, PV, MR>(dp, Gs, warp * RW, Vt, lane);
 #pragma unroll
     for (int mi = 0; mi < MR; ++mi)
 #pragma unroll
       for (int j = 0; j < KN / 8; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float x = ex2(fmaf(sp[mi][j][e], sl2, -L2[mi][e / 2]));
-          if (masked && u0 + j * 8 + 2 * (lane % 4) + (e & 1) > pos[mi][e / 2]) x = 0.f;
-          sp[mi][j][e] = x;
-        }
-    float dp[MR][KN / 8][4];
-#pragma unroll
-    for (int mi = 0; mi < MR; ++mi) zero(dp[mi]);
-    mma_abt<DV, KN, PV, PV, MR>(dp, Gs, warp * RW, Vt, lane);
+        for (int e = 0; e < 4; ++e) sp[mi][j][e] = ex2(fmaf(sp[mi][j][e], sl2, -L2[mi][e / 2]));
+    if (u0 + KN - 1 > wpos0) mask_causal<MR, KN, false>(sp, wpos0 - u0, lane);
     uint32_t sf[MR][KN / 16][4];
 #pragma unroll
     for (int mi = 0; mi < MR; ++mi) {
