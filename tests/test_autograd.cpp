@@ -1,6 +1,8 @@
 // The autograd engine: gradient summation over multiple uses, accumulation across backward calls,
-// zero_grad, the no-grad scope, errors, grad-ready hooks, and a deep graph.
+// zero_grad, the no-grad scope, errors, grad-ready hooks, nodes with several outputs, and a deep
+// graph.
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "autograd/node.h"
@@ -130,6 +132,45 @@ TEST(Autograd, EngineChecksWhatBackwardReturns) {
     return {Tensor::ones({3}, DType::f64)};
   });
   EXPECT_THROW(ops::sum(out2).backward(), gta::Error);
+}
+
+// An op with two outputs a = 2x, b = 3x recorded as one node: its backward runs once per pass,
+// after both outputs' gradients are complete (a is used at two depths), and gets an undefined
+// gradient for an output the loss does not reach.
+TEST(Autograd, MultiOutputNodeRunsOnceWithEveryOutputsGradient) {
+  Tensor x = leaf({0.5, -1.5, 2.0}, {3});
+  int calls = 0;
+  std::vector<bool> arrived;
+  auto split = [&] {
+    Tensor a, b;
+    {
+      NoGradGuard g;
+      a = ops::scale(x, 2.0);
+      b = ops::scale(x, 3.0);
+    }
+    gta::autograd::record_outputs({&a, &b}, "split", {x}, [&](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      ++calls;
+      arrived = {g[0].defined(), g[1].defined()};
+      Tensor dx = Tensor::zeros({3}, DType::f64);
+      if (g[0].defined()) dx = ops::add(dx, ops::scale(g[0], 2.0));
+      if (g[1].defined()) dx = ops::add(dx, ops::scale(g[1], 3.0));
+      return {dx};
+    });
+    return std::make_pair(a, b);
+  };
+  // L = sum((a + b) a) + sum(b): dL/da = 2a + b, dL/db = a + 1, dL/dx = 2(2a + b) + 3(a + 1) = 20x + 3.
+  auto [a, b] = split();
+  EXPECT_TRUE(a.requires_grad() && b.requires_grad());
+  ops::add(ops::sum(ops::mul(ops::add(a, b), a)), ops::sum(b)).backward();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(arrived, (std::vector<bool>{true, true}));
+  EXPECT_TRUE(close(x.grad(), {13.0, -27.0, 43.0}, 1e-14));
+  // Only b reaches the loss: dL/dx = 3.
+  x.zero_grad();
+  ops::sum(split().second).backward();
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(arrived, (std::vector<bool>{false, true}));
+  EXPECT_TRUE(close(x.grad(), {3.0, 3.0, 3.0}, 0.0));
 }
 
 TEST(Autograd, GradReadyHookFiresOnceAfterAllContributions) {

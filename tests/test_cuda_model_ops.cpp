@@ -1,4 +1,4 @@
-// The CUDA model ops against the CPU reference: embedding, rms_norm, rope, softmax, attention,
+// The CUDA model ops against the CPU reference: embedding, rms_norm, add_rms_norm, rope, softmax, attention,
 // cross_entropy (forward and backward), and the GPU optimizer paths (AdamW step, gradient norm
 // and clipping). Every test skips when no GPU is visible (CPU-only builds and machines).
 //
@@ -125,6 +125,95 @@ TEST(CudaModelOps, RmsNorm) {
         Result r = check_graph("rms_norm " + std::to_string(rows) + "x" + std::to_string(d),
                                [](const Ts& a) { return ops::rms_norm(a[0], a[1], 1e-5); }, {x, w}, dt, seed);
         if (rows == 129 && d == 768) std::printf("rms_norm %s 129x768: %s\n", gta::dtype_name(dt), errs(r).c_str());
+      }
+    }
+}
+
+// ---- add_rms_norm ---------------------------------------------------------------------------------
+
+// Both outputs side by side (each with its own output gradient), then each alone (the other's
+// gradient never arrives), on odd row counts and widths on both sides of the 512 that picks the
+// block size.
+TEST(CudaModelOps, AddRmsNorm) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t seed = fresh_seed();
+  Rng rng(seed);
+  const Fn both = [](const Ts& a) {
+    auto [h, y] = ops::add_rms_norm(a[0], a[1], a[2], 1e-5);
+    return ops::cat({h, y}, -1);
+  };
+  const Fn y_only = [](const Ts& a) { return ops::add_rms_norm(a[0], a[1], a[2], 1e-5).second; };
+  const Fn h_only = [](const Ts& a) { return ops::add_rms_norm(a[0], a[1], a[2], 1e-5).first; };
+  for (const Shape& shape : {Shape{1, 16}, Shape{7, 33}, Shape{65, 96}, Shape{129, 128}, Shape{129, 768},
+                             Shape{7, 1031}, Shape{2, 65, 4096}}) {
+    const std::string what = "add_rms_norm " + gta::shape_str(shape);
+    Tensor x = randn_param(rng, shape), r = randn_param(rng, shape);
+    Tensor w = param(uniform(rng, {shape.back()}, 0.5, 1.5));
+    for (DType dt : {DType::f32, DType::bf16}) {
+      Result res = check_graph(what + " both", both, {x, r, w}, dt, seed);
+      if (shape == Shape{129, 768})
+        std::printf("add_rms_norm %s 129x768: %s\n", gta::dtype_name(dt), errs(res).c_str());
+      check_graph(what + " y only", y_only, {x, r, w}, dt, seed);
+      check_graph(what + " h only", h_only, {x, r, w}, dt, seed);
+      // Frozen weight and residual.
+      check_graph(what + " frozen", both, {x, r.detach(), w.detach()}, dt, seed);
+    }
+  }
+}
+
+// The decoder's pattern: h is the residual of the next fused op, y feeds the branch added there,
+// only the last norm is used, and the two norms share a weight (its gradients accumulate). bf16
+// rounds every stored value along a chain of four ops (limit 2e-2, twice one op's).
+TEST(CudaModelOps, AddRmsNormChain) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t seed = fresh_seed();
+  Rng rng(seed);
+  const Fn chain = [](const Ts& a) {
+    auto [h1, y1] = ops::add_rms_norm(a[0], a[1], a[2], 1e-5);
+    return ops::add_rms_norm(h1, ops::mul(ops::silu(y1), a[3]), a[2], 1e-5).second;
+  };
+  for (const Shape& shape : {Shape{3, 7, 96}, Shape{2, 65, 768}}) {
+    const Shape row = {shape.back()};
+    Tensor x = randn_param(rng, shape), r = randn_param(rng, shape);
+    Tensor w = param(uniform(rng, row, 0.5, 1.5)), m = randn_param(rng, row);
+    for (DType dt : {DType::f32, DType::bf16})
+      check_graph("add_rms_norm chain " + gta::shape_str(shape), chain, {x, r, w, m}, dt, seed,
+                  dt == DType::bf16 ? Limits{2e-2, 2e-2} : Limits{});
+  }
+}
+
+// On the GPU the fused forward is add then rms_norm bit for bit (h rounded as the elementwise add
+// rounds it, the same fp32 reduction over the same block), and its backward repeats bit for bit.
+TEST(CudaModelOps, AddRmsNormIsAddThenRmsNormAndDeterministic) {
+  SKIP_WITHOUT_CUDA();
+  Rng rng(fresh_seed());
+  for (DType dt : {DType::f32, DType::bf16})
+    for (const Shape& shape : {Shape{129, 768}, Shape{4097, 1031}}) {
+      SCOPED_TRACE(std::string(gta::dtype_name(dt)) + " " + gta::shape_str(shape));
+      auto leaf = [&](const Shape& s) {
+        Tensor t = randn(rng, s, dt).to(kGpu).detach();
+        t.set_requires_grad(true);
+        return t;
+      };
+      Tensor x = leaf(shape), r = leaf(shape), w = leaf({shape.back()});
+      Shape both_shape = shape;
+      both_shape.back() *= 2;
+      Tensor g = randn(rng, both_shape, dt).to(kGpu);
+      auto [h, y] = ops::add_rms_norm(x, r, w, 1e-5);
+      Tensor h_ref = ops::add(x, r);
+      EXPECT_EQ(h.to_doubles(), h_ref.to_doubles()) << "h";
+      EXPECT_EQ(y.to_doubles(), ops::rms_norm(h_ref, w, 1e-5).to_doubles()) << "y";
+      std::vector<std::vector<double>> first;
+      for (int rep = 0; rep < 3; ++rep) {
+        for (Tensor* t : {&x, &r, &w}) t->zero_grad();
+        auto [h2, y2] = ops::add_rms_norm(x, r, w, 1e-5);
+        ops::cat({h2, y2}, -1).backward(g);
+        std::vector<std::vector<double>> got = {h2.to_doubles(), y2.to_doubles(), x.grad().to_doubles(),
+                                                r.grad().to_doubles(), w.grad().to_doubles()};
+        if (rep == 0)
+          first = got;
+        else
+          EXPECT_EQ(got, first) << "run " << rep;
       }
     }
 }

@@ -601,6 +601,11 @@ TEST(Forward, BadInputsThrow) {
   EXPECT_THROW(ops::matmul(randn(rng, {3, 5}), randn(rng, {4, 7})), gta::Error);
   EXPECT_THROW(ops::matmul(randn(rng, {2, 3, 5}), randn(rng, {3, 5, 7})), gta::Error);
   EXPECT_THROW(ops::rms_norm(randn(rng, {3, 5}), randn(rng, {4}), 1e-5), gta::Error);
+  // add_rms_norm: the two summands must match in shape and dtype; the weight must fit.
+  EXPECT_THROW(ops::add_rms_norm(randn(rng, {3, 5}), randn(rng, {5}), randn(rng, {5}), 1e-5), gta::Error);
+  EXPECT_THROW(ops::add_rms_norm(randn(rng, {3, 5}), randn(rng, {3, 5}, DType::f32), randn(rng, {5}), 1e-5),
+               gta::Error);
+  EXPECT_THROW(ops::add_rms_norm(randn(rng, {3, 5}), randn(rng, {3, 5}), randn(rng, {4}), 1e-5), gta::Error);
   // n_q must be a multiple of n_k and n_v; widths must agree.
   EXPECT_THROW(ops::attention(randn(rng, {1, 3, 4, 2}), randn(rng, {1, 3, 3, 2}), randn(rng, {1, 3, 1, 2}), 1.0),
                gta::Error);

@@ -1,6 +1,8 @@
 // Gradient checks: every op's backward against central finite differences, in f64, on odd sizes
 // (tests/gradcheck.h), plus f32 runs of a few ops against the same inputs in f64.
 #include <cmath>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "autograd/node.h"
@@ -248,6 +250,70 @@ TEST(GradCheck, RmsNorm) {
   EXPECT_GRADCHECK(f, {randn_param(rng, {3, 7}), randn(rng, {7})});
 }
 
+// add_rms_norm returns {h, y}: checked through cat({h, y}), so each output gets its own random
+// weight in the loss, and through each output alone (the other's gradient never arrives).
+TEST(GradCheck, AddRmsNorm) {
+  Rng rng(41);
+  auto both = [](double eps) {
+    return [eps](const Ts& x) {
+      auto [h, y] = ops::add_rms_norm(x[0], x[1], x[2], eps);
+      return ops::cat({h, y}, -1);
+    };
+  };
+  EXPECT_GRADCHECK(both(1e-5), {randn_param(rng, {3, 5, 7}), randn_param(rng, {3, 5, 7}), randn_param(rng, {7})});
+  // Small inputs, where eps matters.
+  EXPECT_GRADCHECK(both(1e-3),
+                   {randn_param(rng, {5, 13}, 0.03), randn_param(rng, {5, 13}, 0.03), randn_param(rng, {13})});
+  // Frozen weight; a residual that needs no gradient.
+  EXPECT_GRADCHECK(both(1e-5), {randn_param(rng, {4, 7}), randn(rng, {4, 7}), randn(rng, {7})});
+  EXPECT_GRADCHECK([](const Ts& x) { return ops::add_rms_norm(x[0], x[1], x[2], 1e-5).second; },
+                   {randn_param(rng, {3, 9}), randn_param(rng, {3, 9}), randn_param(rng, {9})});
+  EXPECT_GRADCHECK([](const Ts& x) { return ops::add_rms_norm(x[0], x[1], x[2], 1e-5).first; },
+                   {randn_param(rng, {3, 9}), randn_param(rng, {3, 9}), randn(rng, {9})});
+  // The decoder's pattern: h is the residual of the next fused op, y feeds the branch added there,
+  // and only the last norm is used; the two norms share a weight, so its gradients accumulate.
+  EXPECT_GRADCHECK(
+      [](const Ts& x) {
+        auto [h1, y1] = ops::add_rms_norm(x[0], x[1], x[2], 1e-5);
+        return ops::add_rms_norm(h1, ops::silu(ops::linear(y1, x[3])), x[2], 1e-5).second;
+      },
+      {randn_param(rng, {2, 3, 6}), randn_param(rng, {2, 3, 6}), randn_param(rng, {6}), randn_param(rng, {6, 6})});
+}
+
+// The fused op against add then rms_norm on the CPU: the same values forward (the same loops, so
+// bit for bit) and the same gradients to rounding (dh is one sum either way; only where it is formed
+// differs).
+TEST(GradCheck, AddRmsNormMatchesAddThenRmsNorm) {
+  Rng rng(42);
+  for (DType dt : {DType::f64, DType::f32})
+    for (const Shape& shape : {Shape{3, 5, 7}, Shape{1, 1}, Shape{67, 513}}) {
+      SCOPED_TRACE(std::string(gta::dtype_name(dt)) + " " + gta::shape_str(shape));
+      const Tensor x = randn(rng, shape, dt), r = randn(rng, shape, dt), w = randn(rng, {shape.back()}, dt);
+      Shape both_shape = shape;
+      both_shape.back() *= 2;
+      const Tensor g = randn(rng, both_shape, dt);  // the gradient of cat({h, y})
+      // {h, y, dx, dr, dw} from fresh leaves, fused or not.
+      auto run = [&](bool fused) {
+        Tensor xl = param(x.clone()), rl = param(r.clone()), wl = param(w.clone());
+        Tensor h, y;
+        if (fused) {
+          std::tie(h, y) = ops::add_rms_norm(xl, rl, wl, 1e-5);
+        } else {
+          h = ops::add(xl, rl);
+          y = ops::rms_norm(h, wl, 1e-5);
+        }
+        ops::cat({h, y}, -1).backward(g);
+        return std::vector<Tensor>{h, y, xl.grad(), rl.grad(), wl.grad()};
+      };
+      const std::vector<Tensor> got = run(true), want = run(false);
+      EXPECT_EQ(got[0].to_doubles(), want[0].to_doubles()) << "h";
+      EXPECT_EQ(got[1].to_doubles(), want[1].to_doubles()) << "y";
+      const double tol = dt == DType::f64 ? 1e-14 : 1e-6;
+      const char* names[] = {"dx", "dr", "dw"};
+      for (int i = 0; i < 3; ++i) EXPECT_TRUE(close(got[2 + i], want[2 + i], tol, tol)) << names[i];
+    }
+}
+
 TEST(GradCheck, Rope) {
   Rng rng(19);
   // Odd T, rotation on part of each head, positions starting at 5.
@@ -440,6 +506,12 @@ TEST(GradCheck, F32MatchesF64) {
                         {randn_param(rng, {5, 7}, 2.0), randn_param(rng, {7}, 2.0)});
   check_f32_matches_f64("rms_norm", [](const Ts& x) { return ops::rms_norm(x[0], x[1], 1e-6); },
                         {randn_param(rng, {5, 33}), randn_param(rng, {33})});
+  check_f32_matches_f64("add_rms_norm",
+                        [](const Ts& x) {
+                          auto [h, y] = ops::add_rms_norm(x[0], x[1], x[2], 1e-6);
+                          return ops::cat({h, y}, -1);
+                        },
+                        {randn_param(rng, {5, 33}), randn_param(rng, {5, 33}), randn_param(rng, {33})});
   check_f32_matches_f64("rope", [](const Ts& x) { return ops::rope(x[0], 8, 10000.0, 3); },
                         {randn_param(rng, {2, 5, 3, 10})});
   check_f32_matches_f64("softmax", [](const Ts& x) { return ops::softmax(x[0]); }, {randn_param(rng, {5, 31}, 3.0)});

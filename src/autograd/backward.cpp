@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -23,17 +24,29 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 }
 
 void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn) {
+  record_outputs({&out}, name, std::move(inputs),
+                 [fn = std::move(fn)](const std::vector<Tensor>& grad_outs) { return fn(grad_outs[0]); });
+}
+
+void record_outputs(const std::vector<Tensor*>& outs, const char* name, std::vector<Tensor> inputs,
+                    MultiBackwardFn fn) {
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<Node>();
   node->name = name;
   node->inputs = std::move(inputs);
+  node->n_outputs = static_cast<int>(outs.size());
   node->backward = std::move(fn);
-  out.impl()->requires_grad = true;
-  out.impl()->grad_fn = std::move(node);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    TensorImpl* out = outs[i]->impl();
+    out->requires_grad = true;
+    out->grad_fn = node;
+    out->output_nr = static_cast<int>(i);
+  }
 }
 
 // Post-order DFS from the root over tensors that require grad; reversed, it is a topological
-// order in which every tensor comes after all tensors computed from it.
+// order in which every tensor comes after all tensors computed from it. The outputs of one node
+// all come before that node's inputs (each output has an edge to every input).
 static std::vector<TensorImpl*> topological_order(TensorImpl* root) {
   std::vector<TensorImpl*> order;
   std::unordered_set<TensorImpl*> seen;
@@ -65,16 +78,37 @@ void run_backward(const Tensor& root, const Tensor& grad) {
             shape_str(seed.shape()), shape_str(root.shape()));
   NoGradGuard no_grad;
   std::vector<TensorImpl*> order = topological_order(root.impl());
+  // A node with several outputs runs when the last of them (in `order`) is reached: by then every
+  // output's consumers have run, and none of its inputs has. Until then the outputs' gradients
+  // wait in `held`; `ahead` counts the node's outputs still to come.
+  std::unordered_map<Node*, int> ahead;
+  std::unordered_map<Node*, std::vector<Tensor>> held;
+  for (TensorImpl* t : order)
+    if (t->grad_fn && t->grad_fn->n_outputs > 1) ++ahead[t->grad_fn.get()];
   std::unordered_map<TensorImpl*, Tensor> grads;
   grads[root.impl()] = seed;
   for (TensorImpl* t : order) {
-    auto it = grads.find(t);
-    if (it == grads.end()) continue;
-    Tensor g = std::move(it->second);
-    grads.erase(it);
+    Tensor g;
+    if (auto it = grads.find(t); it != grads.end()) {
+      g = std::move(it->second);
+      grads.erase(it);
+    }
     if (t->grad_fn) {
       Node& node = *t->grad_fn;
-      std::vector<Tensor> in_grads = node.backward(g);
+      std::vector<Tensor> grad_outs;
+      if (node.n_outputs == 1) {
+        if (!g.defined()) continue;
+        grad_outs = {std::move(g)};
+      } else {
+        std::vector<Tensor>& waiting = held[&node];
+        waiting.resize(node.n_outputs);
+        waiting[t->output_nr] = std::move(g);
+        if (--ahead[&node] > 0) continue;
+        grad_outs = std::move(waiting);
+        held.erase(&node);
+        if (std::none_of(grad_outs.begin(), grad_outs.end(), [](const Tensor& x) { return x.defined(); })) continue;
+      }
+      std::vector<Tensor> in_grads = node.backward(grad_outs);
       GTA_CHECK(in_grads.size() == node.inputs.size(), "op {}: backward returned {} gradients for {} inputs",
                 node.name, in_grads.size(), node.inputs.size());
       for (size_t i = 0; i < in_grads.size(); ++i) {
@@ -85,7 +119,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
         auto [slot, fresh] = grads.try_emplace(in.impl(), in_grads[i]);
         if (!fresh) slot->second = ops::add(slot->second, in_grads[i]);
       }
-    } else {
+    } else if (g.defined()) {
       // A leaf: every consumer has run (topological order), so its gradient is complete.
       if (t->grad)
         ops::add_(Tensor(t->grad), g);

@@ -15,11 +15,15 @@ namespace gta::autograd {
 // Returns one gradient per input, in the order of Node::inputs; an undefined Tensor means "no
 // gradient" (e.g. for integer inputs). Runs with gradient recording off.
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+// The same for an op with several outputs: it receives one gradient per output, in the order the
+// outputs were recorded, undefined for an output no gradient reached (at least one is defined).
+using MultiBackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outs)>;
 
 struct Node {
   std::string name;             // op name, for error messages
-  std::vector<Tensor> inputs;   // only the handles; do not capture the output itself (cycle)
-  BackwardFn backward;
+  std::vector<Tensor> inputs;   // only the handles; do not capture the outputs themselves (cycle)
+  int n_outputs = 1;            // the tensors that share this node (TensorImpl::output_nr tells which)
+  MultiBackwardFn backward;     // a single-output op's BackwardFn, wrapped
 };
 
 // Gradient recording on/off for the current thread (on by default).
@@ -41,6 +45,10 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // Attaches a node to `out` when needs_grad(inputs). Captures in `fn` must be detached tensors or
 // plain values (never `out` itself, which would form a reference cycle).
 void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn);
+// The same for an op with several outputs: one node shared by all of `outs` (output i gets
+// output_nr i). backward() runs it once, after every output's gradient is complete.
+void record_outputs(const std::vector<Tensor*>& outs, const char* name, std::vector<Tensor> inputs,
+                    MultiBackwardFn fn);
 
 // Runs the backward pass from `root` with seed gradient `grad` (ones for a scalar root).
 void run_backward(const Tensor& root, const Tensor& grad);

@@ -36,6 +36,7 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;             // accumulated gradient (leaves only)
   std::shared_ptr<autograd::Node> grad_fn;      // the op that produced this tensor (non-leaves)
+  int output_nr = 0;                            // which of grad_fn's outputs this tensor is
   std::vector<GradHook> grad_ready_hooks;       // run when a backward pass finished this leaf's grad
 };
 

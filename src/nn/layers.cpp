@@ -17,6 +17,10 @@ RMSNorm::RMSNorm(Params& p, const std::string& name, int64_t dim, double eps_) :
 
 Tensor RMSNorm::operator()(const Tensor& x) const { return ops::rms_norm(x, weight, eps); }
 
+std::pair<Tensor, Tensor> RMSNorm::add_norm(const Tensor& x, const Tensor& r) const {
+  return ops::add_rms_norm(x, r, weight, eps);
+}
+
 MLP::MLP(Params& p, const std::string& prefix, int64_t d, int64_t d_ff, double std, double out_std)
     : gate(p, prefix + "gate_proj", d, d_ff, false, std),
       up(p, prefix + "up_proj", d, d_ff, false, std),

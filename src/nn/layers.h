@@ -1,6 +1,7 @@
 // The building blocks of the decoder: Linear, RMSNorm and the SwiGLU MLP.
 #pragma once
 #include <string>
+#include <utility>
 
 #include "nn/params.h"
 
@@ -20,6 +21,8 @@ struct RMSNorm {
   RMSNorm() = default;
   RMSNorm(Params& p, const std::string& name, int64_t dim, double eps);
   Tensor operator()(const Tensor& x) const;
+  // {x + r, this norm of x + r} in one fused op (ops::add_rms_norm): a residual add and the norm after it.
+  std::pair<Tensor, Tensor> add_norm(const Tensor& x, const Tensor& r) const;
 };
 
 // MLP(h) = down(silu(gate(h)) * up(h)), no biases (the gate is one fused op, ops::swiglu).

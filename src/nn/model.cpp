@@ -1,6 +1,7 @@
 #include "nn/model.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "core/error.h"
 #include "ops/ops.h"
@@ -29,13 +30,18 @@ Model::Model(const config::ModelConfig& cfg, DType dtype, uint64_t seed)
 
 Tensor Model::forward(const Tensor& tokens, KVCache* cache) const {
   GTA_CHECK(tokens.ndim() == 2, "model input must be tokens [B, T], got {}", tokens.str());
+  // x is the residual stream, `normed` the norm of it the next branch reads. Every residual add is
+  // fused with the norm that follows it (RMSNorm::add_norm): after attention the block's mlp_norm,
+  // after the MLP the next block's attn_norm, or the final norm after the last block.
   Tensor x = ops::embedding(embed_, tokens);
+  Tensor normed = blocks_.empty() ? final_norm_(x) : blocks_[0].attn_norm(x);
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
-    x = ops::add(x, b.attn->forward(b.attn_norm(x), cache ? &cache->layer(l) : nullptr));
-    x = ops::add(x, b.mlp(b.mlp_norm(x)));
+    const RMSNorm& next_norm = l + 1 < blocks_.size() ? blocks_[l + 1].attn_norm : final_norm_;
+    std::tie(x, normed) = b.mlp_norm.add_norm(x, b.attn->forward(normed, cache ? &cache->layer(l) : nullptr));
+    std::tie(x, normed) = next_norm.add_norm(x, b.mlp(normed));
   }
-  return ops::linear(final_norm_(x), lm_head_);
+  return ops::linear(normed, lm_head_);
 }
 
 std::pair<Tensor, Tensor> split_inputs_targets(const Tensor& tokens) {

@@ -4,6 +4,7 @@
 // Shapes use the convention [B, T, heads, width] for attention tensors.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -42,6 +43,10 @@ Tensor cat(const std::vector<Tensor>& xs, int dim);
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 // y = x / sqrt(mean(x^2, last dim) + eps) * w.
 Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);
+// {h, y} with h = x + res (same shapes) and y = rms_norm(h, w, eps), in one pass over x and res:
+// a pre-norm decoder's residual add fused with the norm that reads the sum. Same math as add then
+// rms_norm; the backward is fused too (dh = the norm's input gradient + the gradient of h).
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& res, const Tensor& w, double eps);
 // Rotate-half RoPE on the first `rot_dim` features of each head of x [B, T, H, D] at positions
 // pos0 .. pos0+T-1: x*cos + rotate_half(x)*sin, inv_freq[i] = theta^(-2i/rot_dim).
 Tensor rope(const Tensor& x, int rot_dim, double theta, int64_t pos0 = 0);
