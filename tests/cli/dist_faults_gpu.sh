@@ -6,7 +6,7 @@
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 # shellcheck source=lib/faults.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/faults.sh"
+source "$SRC/tests/cli/lib/faults.sh"  # by absolute path: common.sh has changed directory
 command -v mpirun >/dev/null || { echo "skip: no mpirun"; exit 77; }
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l || true)
 [ "${gpus:-0}" -ge 2 ] || { echo "skip: needs 2 GPUs, nvidia-smi lists ${gpus:-0}"; exit 77; }
@@ -14,9 +14,9 @@ mpi=(mpirun -np 2 -x NCCL_NVLS_ENABLE=0 --bind-to none)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
 
 prepare_tiny data
-tiny_run_yaml 2 "{type: gta, n_q_heads: 4, n_k_heads: 1}" > run.yaml
+tiny_run_yaml 2 "{type: gva, n_q_heads: 2, n_k_heads: 1}" > run.yaml
 cat >> run.yaml <<'YAML'
-train: {device: cuda, steps: 1000000, batch_size: 2, seq_len: 32, log_every: 1, seed: 7}
+train: {device: cuda, steps: 1000000, batch_size: 2, seq_len: 32, global_batch_tokens: 128, log_every: 1, seed: 7}
 checkpoint: {every: 2, keep: 2}
 eval: {every: 0, batches: 1}
 dist: {timeout_s: 5}

@@ -4,7 +4,7 @@
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 # shellcheck source=lib/faults.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/faults.sh"
+source "$SRC/tests/cli/lib/faults.sh"  # by absolute path: common.sh has changed directory
 command -v mpirun >/dev/null || fail "mpirun not found (apt install openmpi-bin)"
 mpi=(mpirun -np 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
