@@ -30,7 +30,7 @@ def main():
     rank, world = dist.get_rank(), dist.get_world_size()
     dtype = {"bf16": torch.bfloat16, "f32": torch.float32}[a.dtype]
     for mb in (float(s) for s in a.sizes_mb.split(",")):
-        n = int(mb * 1e6) // torch.finfo(dtype).bits * 8
+        n = int(mb * 1e6) // torch.empty((), dtype=dtype).element_size()
         t = torch.full((n,), rank + 1.0, dtype=dtype, device="cuda")
         dist.all_reduce(t)
         want = world * (world + 1) / 2

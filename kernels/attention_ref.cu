@@ -340,17 +340,6 @@ Dev to_dev(const AttnDims& a) {
              static_cast<int>(a.nk), static_cast<int>(a.nv), static_cast<int>(a.dqk), static_cast<int>(a.dv)};
 }
 
-template <typename K>
-void set_smem(K kernel, size_t bytes) {
-  int dev = 0, optin = 0;
-  GTA_CUDA_CHECK(cudaGetDevice(&dev));
-  GTA_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  GTA_CHECK(bytes <= static_cast<size_t>(optin),
-            "attention (CUDA): head widths need {} bytes of shared memory per block, the device has {}", bytes,
-            optin);
-  GTA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 template <typename T>
 void forward_impl(const AttnDims& a, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
   const Dev d = to_dev(a);
@@ -358,7 +347,7 @@ void forward_impl(const AttnDims& a, float scale, const void* q, const void* k, 
   const int pq = d.dqk + 1, pv = d.dv + 1;
   const size_t smem =
       sizeof(float) * (BQ * pq + BK * pq + BK * pv + BQ * d.dv + BQ * (BK + 1) + 3 * BQ);
-  set_smem(fwd_kernel<T>, smem);
+  cuda::set_dynamic_smem(fwd_kernel<T>, smem, "attention (CUDA)");
   dim3 grid(static_cast<unsigned>((a.T + BQ - 1) / BQ), static_cast<unsigned>(a.nq), static_cast<unsigned>(a.B));
   fwd_kernel<T><<<grid, kThreads, smem, cuda::current_stream()>>>(d, scale, static_cast<const T*>(q),
                                                                   static_cast<const T*>(k),
@@ -372,7 +361,7 @@ void launch_dkv(const Dev& d, unsigned heads, float scale, const T* q, const T* 
   const int pq = d.dqk + 1, pv = d.dv + 1;
   const size_t smem = sizeof(float) * (BK * pq + BK * pv + BQK * pq + BQK * pv + BK * d.dqk + BK * d.dv +
                                        2 * BK * (BQK + 1) + 2 * BQK);
-  set_smem(dkv_kernel<T, DK, DV>, smem);
+  cuda::set_dynamic_smem(dkv_kernel<T, DK, DV>, smem, "attention (CUDA)");
   dim3 grid(static_cast<unsigned>((d.S + BK - 1) / BK), heads, static_cast<unsigned>(d.B));
   dkv_kernel<T, DK, DV><<<grid, kThreads, smem, cuda::current_stream()>>>(d, scale, q, k, v, dout, lse, dsum, dk, dv);
   GTA_CUDA_CHECK_LAUNCH();
@@ -395,7 +384,7 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
     const int pq = d.dqk + 1, pv = d.dv + 1;
     const size_t smem =
         sizeof(float) * (BQ * pq + BQ * pv + BK * pq + BK * pv + BQ * d.dqk + BQ * (BK + 1) + 2 * BQ);
-    set_smem(dq_kernel<T>, smem);
+    cuda::set_dynamic_smem(dq_kernel<T>, smem, "attention (CUDA)");
     dim3 grid(static_cast<unsigned>((a.T + BQ - 1) / BQ), static_cast<unsigned>(a.nq), static_cast<unsigned>(a.B));
     dq_kernel<T><<<grid, kThreads, smem, stream>>>(d, scale, q, k, v, dout, lse, dsum, dq);
     GTA_CUDA_CHECK_LAUNCH();

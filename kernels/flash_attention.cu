@@ -772,16 +772,6 @@ FDims to_fdims(const AttnDims& a) {
   return d;
 }
 
-template <typename K>
-void set_smem(K kernel, size_t bytes) {
-  int dev = 0, optin = 0;
-  GTA_CUDA_CHECK(cudaGetDevice(&dev));
-  GTA_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  GTA_CHECK(bytes <= static_cast<size_t>(optin),
-            "flash attention (CUDA): {} bytes of shared memory per block needed, the device has {}", bytes, optin);
-  GTA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 // Tilings, picked per (d_qk, d_v) where the registers allow (255 per thread, 2 CTAs per SM; no
 // spills but 8 bytes in the 64/64 dK/dV part): MR = 2 row blocks of 16 per warp (128-row tiles)
 // let every B fragment read from shared memory feed two mma row blocks. Measured on the H100 (B8,
@@ -844,7 +834,7 @@ template <int DQK, int DV, int MR>
 void forward_launch(const FDims& d, float scale, const void* q, const void* k, const void* v, void* out,
                     float* lse) {
   const size_t smem = FwdCfg<DQK, DV, MR>::bytes;
-  set_smem(fwd_kernel<DQK, DV, MR>, smem);
+  cuda::set_dynamic_smem(fwd_kernel<DQK, DV, MR>, smem, "flash attention (CUDA)");
   dim3 grid(d.nq, d.B, (d.T + 64 * MR - 1) / (64 * MR));
   fwd_kernel<DQK, DV, MR><<<grid, kThreads, smem, cuda::current_stream()>>>(
       d, scale * kLog2e, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
@@ -887,7 +877,7 @@ struct BwdArgs {
 template <int DQK, int DV, int MRQ, int MRK, int BQ>
 void bwd_launch(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
   const size_t smem = std::max(DkvCfg<DQK, DV, MRK, BQ>::bytes, DqCfg<DQK, DV, MRQ>::bytes);
-  set_smem(bwd_kernel<DQK, DV, MRQ, MRK, BQ>, smem);
+  cuda::set_dynamic_smem(bwd_kernel<DQK, DV, MRQ, MRK, BQ>, smem, "flash attention (CUDA)");
   const int nqt = (d.T + 64 * MRQ - 1) / (64 * MRQ);
   const int64_t n_dkv = static_cast<int64_t>(d.units) * d.B * ((d.S + 64 * MRK - 1) / (64 * MRK));
   const int64_t n_dq = static_cast<int64_t>(d.nq) * d.B * nqt;

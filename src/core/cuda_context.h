@@ -11,6 +11,7 @@
 //   cublaslt_handle()        the device's cuBLASLt handle, with a fixed workspace
 //                            (cublaslt_workspace()) so algorithm choices stay the same run to run
 //   sm_count()               multiprocessors of the current device, for sizing grids
+//   set_dynamic_smem()       a kernel's dynamic shared memory past 48 KB, checked against the device
 //   Event                    a RAII cudaEvent_t for timing: record(), then elapsed_ms(start)
 //
 // Everything is per device and refers to the *current* device (cudaGetDevice); op entry points
@@ -49,6 +50,18 @@ cublasLtHandle_t cublaslt_handle();
 void* cublaslt_workspace();
 size_t cublaslt_workspace_bytes();
 int sm_count();
+
+// Lets `kernel` use `bytes` of dynamic shared memory per block (past the 48 KB default); more than
+// the current device offers is an error naming `what` (e.g. head widths too large for a tiling).
+template <typename K>
+void set_dynamic_smem(K kernel, size_t bytes, const char* what) {
+  int dev = 0, optin = 0;
+  GTA_CUDA_CHECK(cudaGetDevice(&dev));
+  GTA_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  GTA_CHECK(bytes <= static_cast<size_t>(optin), "{}: {} bytes of shared memory per block needed, the device has {}",
+            what, bytes, optin);
+  GTA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
 
 // Blocks for a grid-stride loop over n items: as many as the items need, at most blocks_per_sm
 // per multiprocessor (16 blocks of 256 threads = two full waves on Hopper).

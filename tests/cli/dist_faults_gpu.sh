@@ -5,13 +5,12 @@
 # MPI job); a crashed rank (SIGKILL) ends the job too. Never a silent hang.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-# shellcheck source=lib/faults.sh
-source "$SRC/tests/cli/lib/faults.sh"  # by absolute path: common.sh has changed directory
+# shellcheck source=lib/dist.sh
+source "$SRC/tests/cli/lib/dist.sh"
 command -v mpirun >/dev/null || { echo "skip: no mpirun"; exit 77; }
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l || true)
 [ "${gpus:-0}" -ge 2 ] || { echo "skip: needs 2 GPUs, nvidia-smi lists ${gpus:-0}"; exit 77; }
-mpi=(mpirun -np 2 -x NCCL_NVLS_ENABLE=0 --bind-to none)
-[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+mpi_launcher -x NCCL_NVLS_ENABLE=0 --bind-to none
 
 prepare_tiny data
 tiny_run_yaml 2 "{type: gva, n_q_heads: 2, n_k_heads: 1}" > run.yaml

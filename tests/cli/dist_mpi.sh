@@ -3,12 +3,10 @@
 # global batch (losses and weights within 1e-6 relative), and a 2-rank checkpoint resumes on 1 rank.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-# shellcheck source=lib/faults.sh
-source "$SRC/tests/cli/lib/faults.sh"  # by absolute path: common.sh has changed directory
+# shellcheck source=lib/dist.sh
+source "$SRC/tests/cli/lib/dist.sh"
 command -v mpirun >/dev/null || fail "mpirun not found (apt install openmpi-bin)"
-mpi=(mpirun -np 2 --oversubscribe)
-[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid cross-process memory attach
+mpi_launcher --oversubscribe
 
 prepare_tiny data
 # No q/k biases here: the key bias gets a gradient near zero (attention is nearly invariant to

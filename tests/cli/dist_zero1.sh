@@ -6,10 +6,10 @@
 # ZeRO-1 and continues like the uninterrupted run.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/dist.sh
+source "$SRC/tests/cli/lib/dist.sh"
 command -v mpirun >/dev/null || fail "mpirun not found (apt install openmpi-bin)"
-mpi=(mpirun -np 2 --oversubscribe)
-[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid cross-process memory attach
+mpi_launcher --oversubscribe
 
 prepare_tiny data
 tiny_run_yaml 2 "{type: gva, n_q_heads: 2, n_k_heads: 1}" > run.yaml

@@ -1,6 +1,15 @@
 # shellcheck shell=bash
-# Fault injection for the data-parallel CLI tests (sourced after common.sh).
+# Helpers of the data-parallel CLI tests (sourced after common.sh, by absolute path:
+# source "$SRC/tests/cli/lib/dist.sh", since common.sh has changed directory).
 #
+# mpi_launcher OPTIONS...: sets the array `mpi` to `mpirun -np 2 OPTIONS...`, with
+# --allow-run-as-root when the tests run as root (containers), and exports what containers need.
+mpi_launcher() {
+  mpi=(mpirun -np 2 "$@")
+  if [ "$(id -u)" -eq 0 ]; then mpi+=(--allow-run-as-root); fi
+  export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid cross-process memory attach
+}
+
 # inject_fault SIGNAL OUT COMMAND...: starts COMMAND in the background (an mpirun of `gta train`
 # with `--set train.out_dir=OUT` and a checkpoint every 2 steps; its output goes to OUT.log), waits
 # for its first checkpoint, sends SIGNAL to the job's last rank (STOP: a stalled rank, KILL: a
