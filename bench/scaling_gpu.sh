@@ -5,6 +5,7 @@
 #   STEPS=build bench/scaling_gpu.sh              # a subset (run in this order: build tests check comm train scaling),
 #   STEPS="tests check train scaling" bench/scaling_gpu.sh   e.g. to split the work over two shorter calls
 # Knobs: BUILD_DIR (build-gpu), CONFIG (configs/models/s/gta.yaml), BENCH_STEPS (20), BENCH_WARMUP (5),
+# BENCH_BATCH (8 sequences of 2048 per GPU), BENCH_ARGS (more `gta bench train` flags, e.g. --zero1),
 # RUN_TIMEOUT (540 s per mpirun), NCCL_DEBUG (WARN).
 #
 # Steps (each one's output is tee'd to $OUT/<step>.log and its verdict to $OUT/summary.log; a failed
@@ -20,7 +21,7 @@
 #   train    `gta train configs/quickstart.yaml` in f32 for 30 steps, global batch 4096 tokens: on 1 GPU
 #            (2 accumulation micro-steps) and with mpirun -np 2 (1 each) the logged losses agree to
 #            1e-4 relative; then the 2-rank run's step-15 checkpoint resumes on 1 GPU and matches too
-#   scaling  `gta bench train $CONFIG`, bf16, per-GPU batch 8 x 2048 fixed (weak scaling), on
+#   scaling  `gta bench train $CONFIG`, bf16, per-GPU batch $BENCH_BATCH x 2048 fixed (weak scaling), on
 #            N = 1, 2, 4 GPUs (up to what nvidia-smi lists): global tokens/s, per-GPU tokens/s and
 #            efficiency against 1 GPU, written to $OUT/scaling.md with the card, date and commit.
 # NVLink multicast (NVLS) stays off (-x NCCL_NVLS_ENABLE=0, and gta sets it too): on shared
@@ -34,6 +35,8 @@ STEPS=${STEPS:-build tests check comm train scaling}
 CONFIG=${CONFIG:-configs/models/s/gta.yaml}
 BENCH_STEPS=${BENCH_STEPS:-20}
 BENCH_WARMUP=${BENCH_WARMUP:-5}
+BENCH_BATCH=${BENCH_BATCH:-8}
+read -r -a bench_args <<< "${BENCH_ARGS:-}"
 RUN_TIMEOUT=${RUN_TIMEOUT:-540}  # seconds for one mpirun; a hang is reported, not waited out
 export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid cross-process memory attach
 failed=()
@@ -195,7 +198,8 @@ if want scaling; then
   for n in 1 2 4; do
     [ "$n" -le "$ngpu" ] || { log "scaling: N=$n skipped ($ngpu GPU(s) listed)"; continue; }
     if step "scaling_$n" timeout "$RUN_TIMEOUT" "${mpi[@]}" -np "$n" "$gta" bench train "$CONFIG" --device cuda \
-      --dtype bf16 --batch 8 --seq-len 2048 --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --timeout 300 --json; then
+      --dtype bf16 --batch "$BENCH_BATCH" --seq-len 2048 --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --timeout 300 \
+      "${bench_args[@]}" --json; then
       line=$(grep '^{' "$OUT/scaling_$n.log" | tail -n 1)
       if [ -n "$line" ]; then
         echo "$line" > "$work/scaling_$n.json"
@@ -207,17 +211,19 @@ if want scaling; then
     fi
   done
   /usr/bin/env python3 - "$work" "${card:-unknown}" "$commit" "$CONFIG" "$BENCH_STEPS" "$BENCH_WARMUP" \
-    "${failed[*]:-}" "${results[@]}" <<'PY' | tee "$OUT/scaling.md"
+    "$BENCH_BATCH" "${BENCH_ARGS:-}" "${failed[*]:-}" "${results[@]}" <<'PY' | tee "$OUT/scaling.md"
 import datetime, json, sys
-out, card, commit, config, steps, warmup, failed, *ns = sys.argv[1:]
+out, card, commit, config, steps, warmup, batch, extra, failed, *ns = sys.argv[1:]
 rows = {int(n): json.load(open(f"{out}/scaling_{n}.json")) for n in ns}
 print(f"# Data-parallel weak scaling, {config}")
 print()
 print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {card}, commit {commit}. "
-      f"`mpirun -np N gta bench train {config} --device cuda --dtype bf16 --batch 8 --seq-len 2048 "
-      f"--steps {steps} --warmup {warmup}` (NCCL, NCCL_NVLS_ENABLE=0): per-GPU batch fixed at 8 x 2048 "
-      "random tokens, gradients all-reduced every step in 25 MB buckets started during backward; time = the "
-      "slowest rank's. Efficiency = per-GPU tokens/s over the 1-GPU run's.")
+      f"`mpirun -np N gta bench train {config} --device cuda --dtype bf16 --batch {batch} --seq-len 2048 "
+      f"--steps {steps} --warmup {warmup}{' ' + extra if extra else ''}` (NCCL, NCCL_NVLS_ENABLE=0): per-GPU "
+      f"batch fixed at {batch} x 2048 random tokens, gradients all-reduced every step in 25 MB buckets started "
+      "during backward" + ("; optimizer state sharded (ZeRO-1: each rank updates the parameters it owns and "
+      "broadcasts them)" if "--zero1" in extra else "") + "; time = the slowest rank's. Efficiency = per-GPU "
+      "tokens/s over the 1-GPU run's.")
 print()
 print("| GPUs | tokens/s | per-GPU tokens/s | efficiency vs 1 GPU | model TFLOP/s | peak GPU memory (alloc / reserved) | last loss |")
 print("|---|---|---|---|---|---|---|")

@@ -9,7 +9,10 @@
 // On a GPU it also reports each rank's milliseconds per step: wall time, and the device time of
 // forward, backward, the exposed gradient sync and clip+optimizer (CUDA events between them), which
 // shows where a data-parallel step loses time against one GPU. --no-grad-sync skips the all-reduce
-// to give the compute-only baseline under the same launcher.
+// to give the compute-only baseline under the same launcher. --zero1 shards the optimizer as
+// dist.zero1 does in training (dist/zero1.h): each rank clips and updates only the parameters it
+// owns, then broadcasts them; its clip_optimizer phase includes that broadcast.
+#include <optional>
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -24,6 +27,7 @@
 #include "core/rng.h"
 #include "dist/communicator.h"
 #include "dist/grad_sync.h"
+#include "dist/zero1.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
 #include "ops/ops.h"
@@ -44,6 +48,7 @@ struct BenchTrainOptions {
   double timeout_s = config::DistConfig{}.timeout_s;
   double bucket_mb = config::DistConfig{}.bucket_mb;
   bool no_grad_sync = false;
+  bool zero1 = false;
   bool json = false;
 };
 
@@ -61,8 +66,10 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   nn::Model model(cfg, dtype, 1);
   model.params().move_to(device);
   config::OptimConfig oc;
+  std::optional<dist::Zero1> zero1;  // --zero1 under mpirun: this rank's AdamW holds its own parameters only
+  if (o.zero1 && world > 1) zero1.emplace(comm, model.params().all());
   // bf16 parameters get fp32 master weights and fp32 moments in AdamW (mixed precision).
-  optim::AdamW opt(model.params().all(), oc);
+  optim::AdamW opt(zero1 ? zero1->owned_params() : model.params().all(), oc);
   dist::GradSync grad_sync(comm, model.params().all(), o.bucket_mb);  // a no-op for one process
   Rng rng(static_cast<uint64_t>(rank) + 1);                    // different tokens per rank
   std::vector<int32_t> tok(static_cast<size_t>(o.batch * (o.seq_len + 1)));
@@ -100,8 +107,14 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     if (!o.no_grad_sync) grad_sync.finish();
     end(2);
     begin(3);
-    optim::clip_grad_norm(model.params().all(), 1.0);
-    opt.step(1e-4);
+    if (zero1) {
+      zero1->clip_grad_norm(1.0);
+      opt.step(1e-4);
+      zero1->broadcast_params();
+    } else {
+      optim::clip_grad_norm(model.params().all(), 1.0);
+      opt.step(1e-4);
+    }
     end(3);
     const double l = loss.item();  // synchronises with the device
     for (size_t i = 0; i < phase.size(); ++i) phase_ms[i] += phase[i]->elapsed_ms();
@@ -162,6 +175,7 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     j["communicator"] = comm.name();
     j["tokens_per_s_per_rank"] = tps / world;
     j["grad_sync"] = !o.no_grad_sync;
+    j["zero1"] = zero1.has_value();
   }
   if (device.is_cuda()) {
     j["peak_allocated_gb"] = peak_alloc_gb;
@@ -182,7 +196,7 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     return;
   }
   std::printf("%s (%s) on %s", o.config.c_str(), cfg.attention.type.c_str(), device.str().c_str());
-  if (world > 1) std::printf(" x %d ranks (%s)", world, comm.name().c_str());
+  if (world > 1) std::printf(" x %d ranks (%s%s)", world, comm.name().c_str(), zero1 ? ", ZeRO-1" : "");
   std::printf(", %s, B%lld T%lld: %.0f tokens/s, %.2f model TFLOP/s", dtype_name(dtype),
               static_cast<long long>(o.batch), static_cast<long long>(o.seq_len), tps, tflops);
   if (o.peak_tflops > 0) std::printf(", MFU %.1f%%", 100 * mfu);
@@ -240,6 +254,8 @@ void register_bench(CLI::App& app) {
   tr->add_option("--peak-tflops", o->peak_tflops, "the device's peak TFLOP/s, to report MFU");
   tr->add_flag("--no-grad-sync", o->no_grad_sync,
               "under mpirun, skip the gradient all-reduce (ranks train apart): the compute-only baseline");
+  tr->add_flag("--zero1", o->zero1, "under mpirun, shard the optimizer state over the ranks (dist.zero1)")
+      ->excludes("--no-grad-sync");
   tr->add_flag("--json", o->json, "print JSON");
   tr->callback([o] { run_bench_train(*o); });
   register_bench_attention(bench);

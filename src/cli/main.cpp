@@ -5,8 +5,15 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "dist/communicator.h"
 
 int main(int argc, char** argv) {
+  try {
+    gta::dist::set_rank_env_defaults(gta::dist::detect_launch_env());
+  } catch (const gta::Error& e) {  // a malformed launcher variable
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
   // libgomp reads OMP_WAIT_POLICY once, when it is loaded. Its default lets idle workers spin,
   // which on a machine shared with other processes (CI, a laptop, ctest --parallel) burns most
   // of the CPU waiting at barriers. Unless the user chose a policy, wait passively: set it and

@@ -19,6 +19,9 @@ struct LaunchEnv {
 };
 // Reads the launcher's variables; a malformed value is an error naming the variable.
 LaunchEnv detect_launch_env();
+// Environment defaults for one rank of a multi-rank job (nothing for a single process); called
+// first thing in main(), before the process creates a CUDA context. Values the user exported win.
+void set_rank_env_defaults(const LaunchEnv& env);
 
 // An asynchronous collective in flight.
 class Work {

@@ -87,6 +87,11 @@ class NcclCommunicator : public Communicator {
     // exported explicitly (bench/scaling_gpu.sh passes -x NCCL_NVLS_ENABLE=0 too). Set before the
     // first NCCL call of this process, which is when NCCL reads its environment.
     setenv("NCCL_NVLS_ENABLE", "0", 0);
+    // At most 16 CTAs (SMs) per NCCL kernel (NCCL took 24, one per channel, on 4 H100s): the
+    // all-reduces overlap backward, whose kernels get the other SMs. With one hardware queue (see
+    // set_rank_env_defaults) this gave 1.524M tokens/s on 4 H100s against 1.502M with NCCL's own
+    // choice (bench/results/scaling_h100.md); 200 MB all-reduces alone lose little bandwidth.
+    setenv("NCCL_MAX_CTAS", "16", 0);
 
     try {
       GTA_CUDA_CHECK(cudaSetDevice(device_));  // the process's default device from now on

@@ -65,14 +65,24 @@ echo "dist_mpi: ok"
 # averaged each step; rank 0 alone prints the global rate, timed by the slowest rank.
 "${mpi[@]}" "$GTA" bench train run.yaml --vocab-size 512 --batch 2 --seq-len 16 --steps 2 --warmup 1 --json \
   > bench.json 2> bench.err || { cat bench.err; fail "mpirun gta bench train failed"; }
+# --zero1 shards the optimizer: the same weights every step, so the same last loss (up to the
+# order of the clip norm's additions).
+"${mpi[@]}" "$GTA" bench train run.yaml --vocab-size 512 --batch 2 --seq-len 16 --steps 2 --warmup 1 --json \
+  --zero1 > bench_zero1.json 2> bench.err || { cat bench.err; fail "mpirun gta bench train --zero1 failed"; }
+expect_fail "excludes" "$GTA" bench train run.yaml --zero1 --no-grad-sync
 "$PY" - <<'PY'
 import json
-lines = [l for l in open("bench.json") if l.strip()]
-assert len(lines) == 1, lines  # rank 0 only
-r = json.loads(lines[0])
+def result(path):
+    lines = [l for l in open(path) if l.strip()]
+    assert len(lines) == 1, lines  # rank 0 only
+    return json.loads(lines[0])
+r, z = result("bench.json"), result("bench_zero1.json")
 assert r["world_size"] == 2 and r["communicator"] == "mpi" and r["device"] == "cpu", r
 assert r["tokens_per_s"] > 0 and "peak_allocated_gb" not in r, r
-print(f"bench train, 2 ranks: {r['tokens_per_s']:.0f} tokens/s")
+assert not r["zero1"] and z["zero1"], (r, z)
+d = abs(z["last_loss"] - r["last_loss"]) / r["last_loss"]
+print(f"bench train, 2 ranks: {r['tokens_per_s']:.0f} tokens/s; --zero1: last loss differs by {d:.1e} relative")
+assert d < 1e-5, (r["last_loss"], z["last_loss"])
 PY
 echo "dist_mpi bench: ok"
 
