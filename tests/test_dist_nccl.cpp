@@ -1,5 +1,5 @@
 // NCCL data parallelism on two GPUs: the communicator's collectives on CUDA tensors (sums in f32
-// and bf16, ordering with the compute stream, broadcast, scalars) and GradSync averaging GPU
+// and bf16, ordering with the compute stream, broadcast, reduce-scatter, all-gather, scalars) and GradSync averaging GPU
 // gradients in several buckets. Needs two ranks on two GPUs, so under plain ctest every test here
 // skips; run it with
 //   mpirun -np 2 build/gta_tests --gtest_filter='DistNccl*'
@@ -97,6 +97,37 @@ TEST_F(DistNccl, BroadcastCudaAndCpuTensors) {
   Tensor c = Tensor::full({5}, r == 0 ? 7.0 : 0.0);  // CPU: through MPI
   comm_->broadcast(c, 0);
   EXPECT_EQ(c.to_doubles(), std::vector<double>(5, 7.0));
+}
+
+// ZeRO-1's collectives: rank r's part of the averaged whole, and every rank's part gathered; on
+// CUDA tensors in f32 and bf16 (NCCL) and on CPU tensors (through MPI).
+TEST_F(DistNccl, ReduceScatterMeanAndAllGather) {
+  const int r = comm_->rank();
+  const int64_t n = 100003;  // elements per rank: odd
+  for (DType dt : {DType::f32, DType::bf16}) {
+    for (Device dev : {device_, Device::cpu()}) {
+      if (dev.is_cpu() && dt == DType::bf16) continue;  // MPI reduces f32 and f64
+      std::vector<double> v(static_cast<size_t>(2 * n));
+      for (int64_t i = 0; i < 2 * n; ++i) v[i] = static_cast<double>(i % 29) * (2 * r + 1);  // mean: 2 (i % 29)
+      Tensor whole = Tensor::from_doubles(v, {2 * n}, dt).to(dev);
+      Tensor part = Tensor::empty({n}, dt, dev);
+      comm_->reduce_scatter_mean(whole, part);
+      std::vector<double> got = part.to_doubles();
+      int64_t bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad += got[i] != static_cast<double>((r * n + i) % 29) * 2;
+      EXPECT_EQ(bad, 0) << "reduce-scatter " << dtype_name(dt) << " on " << dev.str();
+
+      Tensor mine = Tensor::full({n}, r + 1.0, dt, dev);
+      Tensor all = Tensor::empty({2 * n}, dt, dev);
+      comm_->all_gather(mine, all);
+      got = all.to_doubles();
+      bad = 0;
+      for (int64_t i = 0; i < 2 * n; ++i) bad += got[i] != (i < n ? 1.0 : 2.0);
+      EXPECT_EQ(bad, 0) << "all-gather " << dtype_name(dt) << " on " << dev.str();
+    }
+  }
+  Tensor whole = Tensor::empty({7}, DType::f32, device_), part = Tensor::empty({3}, DType::f32, device_);
+  EXPECT_THROW(comm_->reduce_scatter_mean(whole, part), Error);  // 7 != 2 x 3: a clear error on both ranks
 }
 
 // GradSync on GPU gradients: after finish(), every rank holds (sum of the ranks' gradients) / 2,

@@ -1,11 +1,13 @@
-// ZeRO-1's ownership plan and state filtering (dist/zero1.h), on a communicator that only names a
-// rank: these parts do not communicate. Sharded training itself is tested end to end under
-// mpirun (tests/cli/dist_zero1.sh).
+// ZeRO-1's ownership plan, state filtering and flat segment layout (dist/zero1.h), on
+// communicators that only name a rank or script the collectives. Sharded training itself is
+// tested end to end under mpirun (tests/cli/dist_zero1.sh, dist_zero1_gpu.sh).
 #include <gtest/gtest.h>
 
 #include <set>
 
+#include "core/strided.h"
 #include "dist/zero1.h"
+#include "ops/ops.h"
 #include "test_util.h"
 
 namespace {
@@ -24,6 +26,8 @@ class RankOnly : public dist::Communicator {
   double sum(double) override { fail("unexpected sum"); }
   double max(double) override { fail("unexpected max"); }
   void broadcast(const Tensor&, int) override { fail("unexpected broadcast"); }
+  void reduce_scatter_mean(const Tensor&, const Tensor&) override { fail("unexpected reduce-scatter"); }
+  void all_gather(const Tensor&, const Tensor&) override { fail("unexpected all-gather"); }
   void barrier() override { fail("unexpected barrier"); }
   [[noreturn]] void abort(const std::string& message) override { fail("{}", message); }
 
@@ -80,6 +84,50 @@ TEST(Zero1, OwnedStateKeepsOwnEntriesAndUnknownOnes) {
   for (const auto& [k, t] : own.tensors) keys.insert(k);
   // "stray" is kept so that AdamW::load_state names it as unexpected.
   EXPECT_EQ(keys, (std::set<std::string>{"layers.1.w.exp_avg", "layers.1.w.exp_avg_sq", "layers.1.w.master", "stray"}));
+}
+
+// Rank 1 of 2 whose reduce-scatter returns twice its own part of the input and whose all-gather
+// puts 100, 101, ... in rank 0's part; both record their input.
+class Scripted : public RankOnly {
+ public:
+  Scripted() : RankOnly(1, 2) {}
+  void reduce_scatter_mean(const Tensor& in, const Tensor& out) override {
+    rs_in = in.to_doubles();
+    const int64_t n = out.numel();
+    copy_strided(out, ops::scale(in.slice(0, n, 2 * n), 2.0));
+  }
+  void all_gather(const Tensor& in, const Tensor& out) override {
+    ag_in = in.to_doubles();
+    const int64_t n = in.numel();
+    std::vector<double> v(static_cast<size_t>(2 * n));
+    for (int64_t i = 0; i < n; ++i) v[i] = 100.0 + static_cast<double>(i);
+    std::copy(ag_in.begin(), ag_in.end(), v.begin() + n);
+    copy_strided(out, Tensor::from_doubles(v, {2 * n}, out.dtype()));
+  }
+  std::vector<double> rs_in, ag_in;
+};
+
+TEST(Zero1, SegmentsPerRankPaddedToTheLargest) {
+  // a -> rank 0 (5 elements); b, c -> rank 1 (3 + 1): segments of 5, rank 1's padded by one zero.
+  const auto params = params_of({{"a", 5}, {"b", 3}, {"c", 1}});
+  Scripted comm;
+  dist::Zero1 z(comm, params);
+  EXPECT_ERROR_HAS(z.reduce_scatter_grads(), "parameter a has no gradient");
+  Tensor(params[0].second).set_grad(Tensor::from_doubles({1, 2, 3, 4, 5}, {5}, DType::f64));
+  Tensor(params[1].second).set_grad(Tensor::from_doubles({10, 11, 12}, {3}, DType::f64));
+  Tensor(params[2].second).set_grad(Tensor::from_doubles({20}, {1}, DType::f64));
+  z.reduce_scatter_grads();
+  EXPECT_EQ(comm.rs_in, (std::vector<double>{1, 2, 3, 4, 5, 10, 11, 12, 20, 0}));
+  EXPECT_EQ(params[0].second.grad().to_doubles(), (std::vector<double>{1, 2, 3, 4, 5}));  // rank 0's: untouched
+  EXPECT_EQ(params[1].second.grad().to_doubles(), (std::vector<double>{20, 22, 24}));
+  EXPECT_EQ(params[2].second.grad().to_doubles(), (std::vector<double>{40}));
+
+  copy_strided(params[1].second, Tensor::from_doubles({7, 8, 9}, {3}, DType::f64));
+  copy_strided(params[2].second, Tensor::from_doubles({6}, {1}, DType::f64));
+  z.all_gather_params();
+  EXPECT_EQ(comm.ag_in, (std::vector<double>{7, 8, 9, 6, 0}));
+  EXPECT_EQ(params[0].second.to_doubles(), (std::vector<double>{100, 101, 102, 103, 104}));
+  EXPECT_EQ(params[1].second.to_doubles(), (std::vector<double>{7, 8, 9}));  // its own: kept
 }
 
 }  // namespace

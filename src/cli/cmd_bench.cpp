@@ -10,14 +10,15 @@
 // forward, backward, the exposed gradient sync and clip+optimizer (CUDA events between them), which
 // shows where a data-parallel step loses time against one GPU. --no-grad-sync skips the all-reduce
 // to give the compute-only baseline under the same launcher. --zero1 shards the optimizer as
-// dist.zero1 does in training (dist/zero1.h): each rank clips and updates only the parameters it
-// owns, then broadcasts them; its clip_optimizer phase includes that broadcast.
-#include <optional>
+// dist.zero1 does in training (dist/zero1.h): the gradients are reduce-scattered after backward
+// (the grad_sync_exposed phase), each rank clips and updates only the parameters it owns, then
+// they are all-gathered (inside the clip_optimizer phase).
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -70,7 +71,8 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   if (o.zero1 && world > 1) zero1.emplace(comm, model.params().all());
   // bf16 parameters get fp32 master weights and fp32 moments in AdamW (mixed precision).
   optim::AdamW opt(zero1 ? zero1->owned_params() : model.params().all(), oc);
-  dist::GradSync grad_sync(comm, model.params().all(), o.bucket_mb);  // a no-op for one process
+  std::optional<dist::GradSync> grad_sync;  // a no-op for one process; ZeRO-1 reduce-scatters instead
+  if (!zero1) grad_sync.emplace(comm, model.params().all(), o.bucket_mb);
   Rng rng(static_cast<uint64_t>(rank) + 1);                    // different tokens per rank
   std::vector<int32_t> tok(static_cast<size_t>(o.batch * (o.seq_len + 1)));
   // On a GPU, events on the compute stream split each step's device time into phases (kPhases):
@@ -96,21 +98,24 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     for (auto& t : tok) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
     begin(0);
     Tensor tokens = Tensor::from_vector(tok, {o.batch, o.seq_len + 1}).to(device);
-    opt.zero_grad();
-    grad_sync.set_sync(!o.no_grad_sync);  // every step communicates (no gradient accumulation here)
+    // Every gradient, not only the optimizer's: under ZeRO-1 this rank's AdamW holds only its own
+    // parameters, but all the gradients go into the reduce-scatter.
+    for (const auto& [name, p] : model.params().all()) Tensor(p).zero_grad();
+    if (grad_sync) grad_sync->set_sync(!o.no_grad_sync);  // every step communicates (no gradient accumulation here)
     Tensor loss = model.loss(tokens);
     end(0);
     begin(1);
     loss.backward();
     end(1);
     begin(2);
-    if (!o.no_grad_sync) grad_sync.finish();
+    if (zero1) zero1->reduce_scatter_grads();
+    else if (!o.no_grad_sync) grad_sync->finish();
     end(2);
     begin(3);
     if (zero1) {
       zero1->clip_grad_norm(1.0);
       opt.step(1e-4);
-      zero1->broadcast_params();
+      zero1->all_gather_params();
     } else {
       optim::clip_grad_norm(model.params().all(), 1.0);
       opt.step(1e-4);

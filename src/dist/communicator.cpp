@@ -35,6 +35,14 @@ class FlatMeanWork : public Work {
 
 }  // namespace
 
+void check_scatter_shapes(const char* what, const Tensor& whole, const Tensor& part, int world) {
+  GTA_CHECK(whole.dtype() == part.dtype() && whole.device() == part.device() && whole.is_contiguous() &&
+                part.is_contiguous() && whole.numel() == world * part.numel(),
+            "{} over {} ranks needs contiguous tensors of one dtype and device, the whole {} times the part: got {} "
+            "and {}",
+            what, world, world, whole.str(), part.str());
+}
+
 std::unique_ptr<Work> Communicator::all_reduce_mean_async(const std::vector<Tensor>& ts) {
   GTA_CHECK(!ts.empty(), "all-reduce of an empty list of tensors");
   const Tensor& first = ts.front();

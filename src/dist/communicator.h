@@ -52,10 +52,21 @@ class Communicator {
   virtual double max(double v) = 0;
   // Every rank receives root's bytes of a contiguous tensor.
   virtual void broadcast(const Tensor& t, int root) = 0;
+  // ZeRO-1's collectives (dist/zero1.h). Both tensors contiguous, of one dtype and device; `in`
+  // has world_size() times the elements of `out` (check_scatter_shapes).
+  // out = part r (this rank's) of the mean over ranks of `in`.
+  virtual void reduce_scatter_mean(const Tensor& in, const Tensor& out) = 0;
+  // out = every rank's `in`, concatenated in rank order (the shapes the other way round: `out`
+  // has world_size() times the elements of `in`).
+  virtual void all_gather(const Tensor& in, const Tensor& out) = 0;
   virtual void barrier() = 0;
   // Ends every rank of the job with `message` (used when this rank hits a fatal error).
   [[noreturn]] virtual void abort(const std::string& message) = 0;
 };
+
+// `what` (a collective) on `whole` (world parts) and `part`: contiguous, one dtype and device, and
+// whole.numel() == world * part.numel(); otherwise an error naming both.
+void check_scatter_shapes(const char* what, const Tensor& whole, const Tensor& part, int world);
 
 // The communicator for this process: local for a single process; with several ranks NCCL when
 // the model computes on a GPU (`compute_device` must then be cuda:<local rank>: one process per

@@ -14,6 +14,8 @@ class LocalCommunicator : public Communicator {
   double sum(double v) override { return v; }
   double max(double v) override { return v; }
   void broadcast(const Tensor&, int) override {}
+  void reduce_scatter_mean(const Tensor& in, const Tensor& out) override;
+  void all_gather(const Tensor& in, const Tensor& out) override;
   void barrier() override {}
   [[noreturn]] void abort(const std::string& message) override;
 };

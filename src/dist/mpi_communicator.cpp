@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/strided.h"
+#include "ops/ops.h"
 
 namespace gta::dist {
 
@@ -64,6 +66,28 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const Tensor& t) {
 void MpiCommunicator::broadcast(const Tensor& t, int root) {
   GTA_CHECK(t.device().is_cpu() && t.is_contiguous(), "MPI broadcast needs a contiguous CPU tensor, got {}", t.str());
   broadcast_bytes(t.raw_data(), t.nbytes(), root);
+}
+
+void MpiCommunicator::reduce_scatter_mean(const Tensor& in, const Tensor& out) {
+  check_scatter_shapes("MPI reduce-scatter", in, out, world_);
+  GTA_CHECK(in.device().is_cpu(), "MPI reduce-scatter needs CPU tensors, got {}", in.str());
+  GTA_CHECK(out.numel() <= INT_MAX, "MPI reduce-scatter into {}: more than {} elements", out.str(), INT_MAX);
+  MPI_Request req;
+  MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), static_cast<int>(out.numel()), mpi_type(in), MPI_SUM,
+                            MPI_COMM_WORLD, &req);
+  wait_request(req, "reduce-scatter of " + in.str());
+  copy_strided(out, ops::scale(out, 1.0 / world_));
+}
+
+void MpiCommunicator::all_gather(const Tensor& in, const Tensor& out) {
+  check_scatter_shapes("MPI all-gather", out, in, world_);
+  GTA_CHECK(in.device().is_cpu(), "MPI all-gather needs CPU tensors, got {}", in.str());
+  GTA_CHECK(in.nbytes() <= static_cast<size_t>(INT_MAX), "MPI all-gather of {}: more than {} bytes", in.str(),
+            INT_MAX);
+  MPI_Request req;
+  MPI_Iallgather(in.raw_data(), static_cast<int>(in.nbytes()), MPI_BYTE, out.raw_data(),
+                 static_cast<int>(in.nbytes()), MPI_BYTE, MPI_COMM_WORLD, &req);
+  wait_request(req, "all-gather of " + in.str());
 }
 
 void MpiCommunicator::broadcast_bytes(void* p, size_t n, int root) {

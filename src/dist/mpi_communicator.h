@@ -31,6 +31,9 @@ class MpiCommunicator : public Communicator {
   double max(double v) override { return reduce_scalar(v, MPI_MAX); }
   // CPU tensors only.
   void broadcast(const Tensor& t, int root) override;
+  // CPU tensors only (reduce-scatter: f32, f64; the sum divided by the world size afterwards).
+  void reduce_scatter_mean(const Tensor& in, const Tensor& out) override;
+  void all_gather(const Tensor& in, const Tensor& out) override;
   void barrier() override;
   [[noreturn]] void abort(const std::string& message) override;
 

@@ -181,6 +181,28 @@ class NcclCommunicator : public Communicator {
     })->wait();
   }
 
+  // Both on the communication stream behind the compute stream's work so far; the compute stream
+  // waits for them (and the host, with the timeout, as for broadcast).
+  void reduce_scatter_mean(const Tensor& in, const Tensor& out) override {
+    if (in.device().is_cpu()) return mpi_->reduce_scatter_mean(in, out);
+    check_scatter_shapes("NCCL reduce-scatter", in, out, world_size());
+    check_tensor("reduce-scatter", in);
+    const ncclDataType_t type = nccl_reduce_type(in);
+    enqueue({in, out}, "reduce-scatter of " + in.str(), [&] {
+      return ncclReduceScatter(in.raw_data(), out.raw_data(), static_cast<size_t>(out.numel()), type, ncclAvg, comm_,
+                               stream_);
+    })->wait();
+  }
+
+  void all_gather(const Tensor& in, const Tensor& out) override {
+    if (in.device().is_cpu()) return mpi_->all_gather(in, out);
+    check_scatter_shapes("NCCL all-gather", out, in, world_size());
+    check_tensor("all-gather", in);
+    enqueue({in, out}, "all-gather of " + in.str(), [&] {
+      return ncclAllGather(in.raw_data(), out.raw_data(), in.nbytes(), ncclUint8, comm_, stream_);
+    })->wait();
+  }
+
   void barrier() override { mpi_->barrier(); }
 
   [[noreturn]] void abort(const std::string& message) override {

@@ -1,6 +1,7 @@
 // ZeRO-1 optimizer-state sharding (see zero1.h).
 #include "dist/zero1.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -32,22 +33,21 @@ Zero1::Zero1(Communicator& comm, const optim::NamedTensors& params) : comm_(comm
     owner_of_[name] = it->second;
     if (it->second == comm.rank()) owned_.emplace_back(name, t);
   }
-  // Broadcast groups: each owner's parameters, one flat buffer per dtype and device, in order.
-  for (int r = 0; r < world; ++r) {
-    const size_t first_group = groups_.size();
-    for (size_t i = 0; i < params_.size(); ++i) {
-      if (params_[i].owner != r) continue;
-      const Tensor& t = params_[i].tensor;
-      Group* g = nullptr;
-      for (size_t k = first_group; k < groups_.size() && !g; ++k) {
-        const Tensor& f = params_[groups_[k].members.front()].tensor;
-        if (f.dtype() == t.dtype() && f.device() == t.device()) g = &groups_[k];
-      }
-      if (!g) g = &groups_.emplace_back(Group{r, {}, 0});
-      g->members.push_back(i);
-      g->numel += t.numel();
-    }
+  // Layouts: one per dtype and device, each rank's parameters in its own segment.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& t = params_[i].tensor;
+    auto l = std::find_if(layouts_.begin(), layouts_.end(),
+                          [&](const Layout& x) { return x.dtype == t.dtype() && x.device == t.device(); });
+    if (l == layouts_.end())
+      l = layouts_.insert(layouts_.end(), Layout{t.dtype(), t.device(), std::vector<std::vector<size_t>>(world), 0});
+    l->members[params_[i].owner].push_back(i);
   }
+  for (Layout& l : layouts_)
+    for (const std::vector<size_t>& ids : l.members) {
+      int64_t n = 0;
+      for (size_t i : ids) n += params_[i].tensor.numel();
+      l.segment = std::max(l.segment, n);
+    }
 }
 
 int Zero1::owner(const std::string& name) const {
@@ -65,35 +65,64 @@ double Zero1::clip_grad_norm(double max_norm) {
   return norm;
 }
 
-void Zero1::broadcast_params() {
-  for (const Group& g : groups_) {
-    const bool send = g.owner == comm_.rank();
-    const Tensor& first = params_[g.members.front()].tensor;
-    Tensor flat = Tensor::empty({g.numel}, first.dtype(), first.device());
+void Zero1::pack(const std::vector<size_t>& ids, Tensor (*pick)(const Param&), const Tensor& flat, int64_t at,
+                 bool to_flat) const {
 #ifdef GTA_WITH_CUDA
-    if (first.device().is_cuda()) {
-      // One launch per direction for the whole group rather than a copy per parameter; queued on
-      // the compute stream, which the broadcast is ordered behind (and orders later work behind).
-      std::vector<kernels::FlatPiece> pieces;
-      for (size_t i : g.members) pieces.push_back({params_[i].tensor.raw_data(), params_[i].tensor.numel()});
-      cuda::DeviceGuard guard(first.device().index);
-      if (send) kernels::gather_pieces(first.dtype(), flat.raw_data(), pieces);
-      comm_.broadcast(flat, g.owner);
-      if (!send) kernels::scatter_pieces(first.dtype(), flat.raw_data(), pieces, 1.0);  // x 1: exact
-      continue;
+  if (flat.device().is_cuda()) {
+    // One launch per direction for all the pieces rather than a copy per tensor.
+    std::vector<kernels::FlatPiece> pieces;
+    for (size_t i : ids) {
+      const Tensor t = pick(params_[i]);
+      pieces.push_back({t.raw_data(), t.numel()});
     }
+    if (pieces.empty()) return;
+    cuda::DeviceGuard guard(flat.device().index);
+    void* base = static_cast<char*>(flat.raw_data()) + at * static_cast<int64_t>(dtype_size(flat.dtype()));
+    if (to_flat) kernels::gather_pieces(flat.dtype(), base, pieces);
+    else kernels::scatter_pieces(flat.dtype(), base, pieces, 1.0);  // x 1: exact
+    return;
+  }
 #endif
-    auto for_each_piece = [&](auto&& fn) {
-      int64_t off = 0;
-      for (size_t i : g.members) {
-        const Tensor p = params_[i].tensor.detach();
-        fn(p, flat.slice(0, off, off + p.numel()).reshape(p.shape()));
-        off += p.numel();
-      }
-    };
-    if (send) for_each_piece([](const Tensor& p, const Tensor& piece) { copy_strided(piece, p); });
-    comm_.broadcast(flat, g.owner);
-    if (!send) for_each_piece([](const Tensor& p, const Tensor& piece) { copy_strided(p, piece); });
+  for (size_t i : ids) {
+    const Tensor t = pick(params_[i]);
+    const Tensor piece = flat.slice(0, at, at + t.numel()).reshape(t.shape());
+    if (to_flat) copy_strided(piece, t);
+    else copy_strided(t, piece);
+    at += t.numel();
+  }
+}
+
+void Zero1::reduce_scatter_grads() {
+  for (const Param& p : params_) {
+    GTA_CHECK(p.tensor.grad().defined(),
+              "ZeRO-1: parameter {} has no gradient this step; every parameter must take part in the loss on every "
+              "rank",
+              p.name);
+    GTA_CHECK(p.tensor.grad().is_contiguous(), "ZeRO-1: the gradient of {} is not contiguous ({})", p.name,
+              p.tensor.grad().str());
+  }
+  const int world = comm_.world_size(), rank = comm_.rank();
+  auto grad_of = [](const Param& p) { return p.tensor.grad(); };
+  for (const Layout& l : layouts_) {
+    // Zeros: the padding after a shorter segment is summed too.
+    const Tensor flat = Tensor::zeros({world * l.segment}, l.dtype, l.device);
+    for (int r = 0; r < world; ++r) pack(l.members[r], grad_of, flat, r * l.segment, true);
+    const Tensor mine = Tensor::empty({l.segment}, l.dtype, l.device);
+    comm_.reduce_scatter_mean(flat, mine);
+    pack(l.members[rank], grad_of, mine, 0, false);
+  }
+}
+
+void Zero1::all_gather_params() {
+  const int world = comm_.world_size(), rank = comm_.rank();
+  auto value_of = [](const Param& p) { return p.tensor.detach(); };
+  for (const Layout& l : layouts_) {
+    const Tensor mine = Tensor::zeros({l.segment}, l.dtype, l.device);
+    pack(l.members[rank], value_of, mine, 0, true);
+    const Tensor flat = Tensor::empty({world * l.segment}, l.dtype, l.device);
+    comm_.all_gather(mine, flat);
+    for (int r = 0; r < world; ++r)
+      if (r != rank) pack(l.members[r], value_of, flat, r * l.segment, false);
   }
 }
 

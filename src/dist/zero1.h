@@ -10,17 +10,23 @@
 // owned under its first name, and its other name goes with it (AdamW updates it once).
 //
 // One step, with P_r the parameters rank r owns and W the world size:
-//   gradients   the existing bucketed all-reduce (GradSync) is kept: every rank receives every
-//               averaged gradient g = (sum over ranks) / W, and uses only those of P_r. So the
-//               communication is all-reduce + broadcast, not the reduce-scatter + all-gather of
-//               the paper (the same bytes on the wire per step as without ZeRO-1, plus the
-//               parameter broadcast; what ZeRO-1 saves here is optimizer memory, 1/W per rank).
+//   layout      the parameters of one dtype and device lie in W equal segments of a flat buffer,
+//               segment r holding P_r back to back (padded to the largest rank's total), so one
+//               reduce-scatter gives each rank exactly its owners' gradients and one all-gather
+//               gives every rank every parameter.
+//   gradients   reduce_scatter_grads(), after the last micro-step's backward, in place of GradSync's
+//               all-reduce: the gradients are packed into the flat buffer, which is reduce-scattered
+//               with averaging (g = sum over ranks / W); rank r's segment is unpacked into P_r's
+//               gradients. The other gradients stay this rank's own and are not read again.
 //   clip        ||g||^2 = sum over r of (sum over P_r of sum g^2): each rank's owned squared sum,
 //               added over ranks (Communicator::sum). The same norm as without sharding up to
 //               the order of the additions (last-bit differences).
 //   update      AdamW over P_r only (an optim::AdamW built on owned_params()).
-//   parameters  each rank r broadcasts its updated P_r, flattened into one buffer per dtype and
-//               device, to every rank (Communicator::broadcast).
+//   parameters  all_gather_params(): P_r packed into segment r, all-gathered, unpacked everywhere.
+// Each gradient and parameter byte crosses the wire (W-1)/W times per direction, as in an
+// all-reduce (a reduce-scatter then an all-gather), and each rank's optimizer touches 1/W of the
+// state. The reduce-scatter runs after backward rather than beside it (bucketed by owner
+// segments it could not start early, since gradients complete in reverse layer order).
 // Checkpoints keep the format of unsharded runs: gather_state() brings the full optimizer state
 // to rank 0 (each owner broadcasts its tensors in turn, on the host); on resume every rank reads
 // the full file and keeps its own parameters' entries (owned_state()), so a ZeRO-1 checkpoint
@@ -50,8 +56,11 @@ class Zero1 {
   // exceeds it, the owned gradients are scaled by max_norm / norm. Returns the norm before
   // clipping. Collective.
   double clip_grad_norm(double max_norm);
+  // The mean over ranks of each owned gradient, in place (see above); this rank's other
+  // gradients are left as they are. Every parameter must have a gradient. Collective.
+  void reduce_scatter_grads();
   // Every rank receives the parameters their owners just updated. Collective.
-  void broadcast_params();
+  void all_gather_params();
   // The full optimizer state of `opt` (this rank's shard) merged over ranks, on rank 0 (host
   // tensors, the names and dtypes of an unsharded AdamW's state()); other ranks get only the step
   // count. Collective.
@@ -66,16 +75,20 @@ class Zero1 {
     Tensor tensor;
     int owner = 0;
   };
-  struct Group {  // parameters broadcast together: one owner, one dtype, one device
-    int owner = 0;
-    std::vector<size_t> members;  // indices into params_, in order
-    int64_t numel = 0;
+  struct Layout {  // the parameters of one dtype and device in a flat buffer of W segments
+    DType dtype;
+    Device device;
+    std::vector<std::vector<size_t>> members;  // per rank: indices into params_, in order
+    int64_t segment = 0;  // elements per segment: the largest rank's total
   };
+  // Copies the tensors pick(params_[i]) of `ids` to (or from) `flat`, back to back from element `at`.
+  void pack(const std::vector<size_t>& ids, Tensor (*pick)(const Param&), const Tensor& flat, int64_t at,
+            bool to_flat) const;
   Communicator& comm_;
   std::vector<Param> params_;  // distinct tensors, in parameter order
   std::unordered_map<std::string, int> owner_of_;  // every name, aliases included
   optim::NamedTensors owned_;
-  std::vector<Group> groups_;  // by owner, then first appearance
+  std::vector<Layout> layouts_;  // by first appearance of their dtype and device
 };
 
 }  // namespace gta::dist

@@ -124,7 +124,10 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   std::optional<dist::Zero1> zero1;
   if (cfg.dist.zero1 && world > 1) zero1.emplace(*comm, model.params().all());
   optim::AdamW opt(zero1 ? zero1->owned_params() : model.params().all(), cfg.optim);
-  dist::GradSync grad_sync(*comm, model.params().all(), cfg.dist.bucket_mb);
+  // Plain data parallelism averages gradients in buckets during backward; ZeRO-1 reduce-scatters
+  // them after it instead.
+  std::optional<dist::GradSync> grad_sync;
+  if (!zero1) grad_sync.emplace(*comm, model.params().all(), cfg.dist.bucket_mb);
   Rng rng(tc.seed ^ 0x5eedull);  // reserved for stochastic parts of training; checkpointed
   int64_t step = 0;
   double tokens_seen = 0;
@@ -196,10 +199,11 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
       Tensor loss = model.loss(tokens);
       losses.push_back(loss.detach());
       // Mean over the global batch: each micro-batch contributes 1/accum of its mean.
-      grad_sync.set_sync(micro == accum - 1);  // communicate only after the last micro-batch
+      if (grad_sync) grad_sync->set_sync(micro == accum - 1);  // communicate only after the last micro-batch
       (accum > 1 ? ops::scale(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
-    grad_sync.finish();
+    if (zero1) zero1->reduce_scatter_grads();
+    else grad_sync->finish();
     double loss_sum = 0;
     for (const Tensor& l : losses) loss_sum += l.item();
     const double train_loss = comm->sum(loss_sum) / static_cast<double>(accum * world);
@@ -209,7 +213,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
                                : optim::clip_grad_norm(model.params().all(), cfg.optim.grad_clip);
     GTA_CHECK(std::isfinite(gnorm), "step {}: the gradient norm is {}; lower optim.lr", step + 1, gnorm);
     opt.step(lr);
-    if (zero1) zero1->broadcast_params();
+    if (zero1) zero1->all_gather_params();
     ++step;
     tokens_seen += static_cast<double>(tokens_per_step);
     window_tokens += tokens_per_step;

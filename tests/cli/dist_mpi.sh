@@ -66,7 +66,8 @@ echo "dist_mpi: ok"
 "${mpi[@]}" "$GTA" bench train run.yaml --vocab-size 512 --batch 2 --seq-len 16 --steps 2 --warmup 1 --json \
   > bench.json 2> bench.err || { cat bench.err; fail "mpirun gta bench train failed"; }
 # --zero1 shards the optimizer: the same weights every step, so the same last loss (up to the
-# order of the clip norm's additions).
+# order of the clip norm's additions; gradients of other ranks' parameters left uncleared between
+# steps made it differ by 2.8e-6).
 "${mpi[@]}" "$GTA" bench train run.yaml --vocab-size 512 --batch 2 --seq-len 16 --steps 2 --warmup 1 --json \
   --zero1 > bench_zero1.json 2> bench.err || { cat bench.err; fail "mpirun gta bench train --zero1 failed"; }
 expect_fail "excludes" "$GTA" bench train run.yaml --zero1 --no-grad-sync
@@ -82,7 +83,7 @@ assert r["tokens_per_s"] > 0 and "peak_allocated_gb" not in r, r
 assert not r["zero1"] and z["zero1"], (r, z)
 d = abs(z["last_loss"] - r["last_loss"]) / r["last_loss"]
 print(f"bench train, 2 ranks: {r['tokens_per_s']:.0f} tokens/s; --zero1: last loss differs by {d:.1e} relative")
-assert d < 1e-5, (r["last_loss"], z["last_loss"])
+assert d < 1e-7, (r["last_loss"], z["last_loss"])
 PY
 echo "dist_mpi bench: ok"
 
