@@ -51,7 +51,7 @@ void set_rank_env_defaults(const LaunchEnv& env) {
   // its SMs as soon as its gradients are ready, and backward's later kernels share the rest; with
   // 8 queues they often took every SM first and the all-reduce waited for them, stretching both.
   // Megatron-LM sets the same. On 4 H100s (GTA-S, B8 T2048 per GPU) it cut backward from 27.3-27.9
-  // to 26.4-26.8 ms and raised 4-GPU throughput from 3.67-3.72x to 3.81x one GPU
+  // to 26.4-26.8 ms and raised 4-GPU throughput from 3.67-3.72x to 3.80x one GPU
   // (bench/results/scaling_h100.md). Read when the CUDA context is created: set before that.
   setenv("CUDA_DEVICE_MAX_CONNECTIONS", "1", 0);
 }
