@@ -1,6 +1,7 @@
 // Multi-tensor optimizer kernels: all parameters of a step in one launch. The host cuts every
 // tensor into chunks of kChunk elements and uploads (tensor descriptors, chunk list); block b
-// handles chunks b, b + gridDim.x, ...; each element is updated independently.
+// handles chunks b, b + gridDim.x, ...; each element is updated independently, a thread taking 4
+// consecutive ones per access where the tensor's arrays are 16-byte aligned (for_chunk).
 //
 // AdamW (as src/optim/adamw.h, elementwise, fp32 state):
 //   m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2
@@ -34,42 +35,106 @@ __device__ __forceinline__ float load_f(const void* p, DType t, int64_t i) {
   return t == DType::bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i])
                           : static_cast<const float*>(p)[i];
 }
+__device__ __forceinline__ void store_f(void* p, DType t, int64_t i, float v) {
+  if (t == DType::bf16) static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+  else static_cast<float*>(p)[i] = v;
+}
+// Elements i..i+3 (i a multiple of 4, the array 16-byte aligned) in one 16-byte (f32) or 8-byte
+// (bf16) access: the kernels below are bound by memory, and wide accesses keep more bytes in flight.
+__device__ __forceinline__ float4 load4(const void* p, DType t, int64_t i) {
+  if (t == DType::bf16) {
+    const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(p) + i);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+  }
+  return *reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+}
+__device__ __forceinline__ void store4(void* p, DType t, int64_t i, float4 v) {
+  if (t == DType::bf16) {
+    __nv_bfloat162 ab[2] = {__floats2bfloat162_rn(v.x, v.y), __floats2bfloat162_rn(v.z, v.w)};
+    *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(p) + i) = *reinterpret_cast<const uint2*>(ab);
+  } else {
+    *reinterpret_cast<float4*>(static_cast<float*>(p) + i) = v;
+  }
+}
+__device__ __forceinline__ float& at(float4& v, int k) { return reinterpret_cast<float*>(&v)[k]; }
 
-__global__ void adamw_kernel(const AdamWTensor* ts, const Chunk* chunks, int64_t nchunks, AdamWCoeffs c) {
+// Visits the elements of chunk [start, end) of a block: fn4(i) for groups of 4 (when `vec`: every
+// array of the tensor 16-byte aligned) and fn1(i) for the rest, each element exactly once.
+template <typename Fn4, typename Fn1>
+__device__ __forceinline__ void for_chunk(int64_t start, int64_t end, bool vec, Fn4&& fn4, Fn1&& fn1) {
+  int64_t rest = start;
+  if (vec) {
+    const int64_t groups = (end - start) / 4;
+    for (int64_t q = threadIdx.x; q < groups; q += blockDim.x) fn4(start + 4 * q);
+    rest = start + 4 * groups;
+  }
+  for (int64_t i = rest + threadIdx.x; i < end; i += blockDim.x) fn1(i);
+}
+
+// A tensor's descriptor with whether its arrays allow the 4-wide accesses.
+template <typename T>
+struct Desc {
+  T t;
+  bool vec;
+};
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The AdamW update of one element (see the top of the file).
+__device__ __forceinline__ void adamw_elem(float g, float& m, float& v, float& w, bool decay, const AdamWCoeffs& c) {
+  m = c.b1 * m + c.one_minus_b1 * g;
+  v = c.b2 * v + c.one_minus_b2 * g * g;
+  if (decay) w = w * c.decay_mult;
+  const float mhat = m * c.inv_bc1;
+  const float vhat = v * c.inv_bc2;
+  w = w - c.lr * mhat / (sqrtf(vhat) + c.eps);
+}
+
+__global__ void adamw_kernel(const Desc<AdamWTensor>* ts, const Chunk* chunks, int64_t nchunks, AdamWCoeffs c) {
   for (int64_t ci = blockIdx.x; ci < nchunks; ci += gridDim.x) {
     const Chunk ch = chunks[ci];
-    const AdamWTensor t = ts[ch.tensor];
-    const int64_t end = min(t.n, ch.start + kChunk);
-    for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
-      const float g = load_f(t.grad, t.grad_dtype, i);
-      const float mi = c.b1 * t.m[i] + c.one_minus_b1 * g;
-      const float vi = c.b2 * t.v[i] + c.one_minus_b2 * g * g;
-      t.m[i] = mi;
-      t.v[i] = vi;
-      float w = t.master ? t.master[i] : load_f(t.param, t.param_dtype, i);
-      if (t.decay) w = w * c.decay_mult;
-      const float mhat = mi * c.inv_bc1;
-      const float vhat = vi * c.inv_bc2;
-      w = w - c.lr * mhat / (sqrtf(vhat) + c.eps);
-      if (t.master) t.master[i] = w;
-      if (t.param_dtype == DType::bf16)
-        static_cast<__nv_bfloat16*>(t.param)[i] = __float2bfloat16_rn(w);
-      else
-        static_cast<float*>(t.param)[i] = w;
-    }
+    const AdamWTensor t = ts[ch.tensor].t;
+    for_chunk(
+        ch.start, min(t.n, ch.start + kChunk), ts[ch.tensor].vec,
+        [&](int64_t i) {
+          float4 g = load4(t.grad, t.grad_dtype, i);
+          float4 m = *reinterpret_cast<const float4*>(t.m + i), v = *reinterpret_cast<const float4*>(t.v + i);
+          float4 w = t.master ? *reinterpret_cast<const float4*>(t.master + i) : load4(t.param, t.param_dtype, i);
+#pragma unroll
+          for (int k = 0; k < 4; ++k) adamw_elem(at(g, k), at(m, k), at(v, k), at(w, k), t.decay, c);
+          *reinterpret_cast<float4*>(t.m + i) = m;
+          *reinterpret_cast<float4*>(t.v + i) = v;
+          if (t.master) *reinterpret_cast<float4*>(t.master + i) = w;
+          store4(t.param, t.param_dtype, i, w);
+        },
+        [&](int64_t i) {
+          float m = t.m[i], v = t.v[i], w = t.master ? t.master[i] : load_f(t.param, t.param_dtype, i);
+          adamw_elem(load_f(t.grad, t.grad_dtype, i), m, v, w, t.decay, c);
+          t.m[i] = m;
+          t.v[i] = v;
+          if (t.master) t.master[i] = w;
+          store_f(t.param, t.param_dtype, i, w);
+        });
   }
 }
 
-__global__ void sumsq_kernel(const GradRef* ts, const Chunk* chunks, int64_t nchunks, double* partial) {
+__global__ void sumsq_kernel(const Desc<GradRef>* ts, const Chunk* chunks, int64_t nchunks, double* partial) {
   for (int64_t ci = blockIdx.x; ci < nchunks; ci += gridDim.x) {
     const Chunk ch = chunks[ci];
-    const GradRef t = ts[ch.tensor];
-    const int64_t end = min(t.n, ch.start + kChunk);
+    const GradRef t = ts[ch.tensor].t;
     double acc = 0;
-    for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
-      const double x = load_f(t.data, t.dtype, i);
-      acc += x * x;
-    }
+    for_chunk(
+        ch.start, min(t.n, ch.start + kChunk), ts[ch.tensor].vec,
+        [&](int64_t i) {
+          float4 x = load4(t.data, t.dtype, i);
+#pragma unroll
+          for (int k = 0; k < 4; ++k) acc += static_cast<double>(at(x, k)) * at(x, k);
+        },
+        [&](int64_t i) {
+          const double x = load_f(t.data, t.dtype, i);
+          acc += x * x;
+        });
     acc = block_sum(acc);
     if (threadIdx.x == 0) partial[ci] = acc;
   }
@@ -82,20 +147,24 @@ __global__ void total_kernel(const double* partial, int64_t n, double* out) {
   if (threadIdx.x == 0) out[0] = acc;
 }
 
-__global__ void scale_kernel(const GradRef* ts, const Chunk* chunks, int64_t nchunks, double factor) {
+// g * factor in double, rounded once to g's dtype (through fp32, as the CPU does).
+__device__ __forceinline__ float scaled(float g, double factor) {
+  return static_cast<float>(static_cast<double>(g) * factor);
+}
+
+__global__ void scale_kernel(const Desc<GradRef>* ts, const Chunk* chunks, int64_t nchunks, double factor) {
   for (int64_t ci = blockIdx.x; ci < nchunks; ci += gridDim.x) {
     const Chunk ch = chunks[ci];
-    const GradRef t = ts[ch.tensor];
-    const int64_t end = min(t.n, ch.start + kChunk);
-    for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
-      if (t.dtype == DType::bf16) {
-        auto* p = static_cast<__nv_bfloat16*>(t.data);
-        p[i] = __float2bfloat16_rn(static_cast<float>(static_cast<double>(__bfloat162float(p[i])) * factor));
-      } else {
-        auto* p = static_cast<float*>(t.data);
-        p[i] = static_cast<float>(static_cast<double>(p[i]) * factor);
-      }
-    }
+    const GradRef t = ts[ch.tensor].t;
+    for_chunk(
+        ch.start, min(t.n, ch.start + kChunk), ts[ch.tensor].vec,
+        [&](int64_t i) {
+          float4 x = load4(t.data, t.dtype, i);
+#pragma unroll
+          for (int k = 0; k < 4; ++k) at(x, k) = scaled(at(x, k), factor);
+          store4(t.data, t.dtype, i, x);
+        },
+        [&](int64_t i) { store_f(t.data, t.dtype, i, scaled(load_f(t.data, t.dtype, i), factor)); });
   }
 }
 
@@ -125,8 +194,21 @@ struct Upload {
   unsigned grid() const { return cuda::grid_for(nchunks * kThreads, kThreads, 4); }
 };
 
-int64_t adam_numel(const AdamWTensor& t) { return t.n; }
-int64_t grad_numel(const GradRef& t) { return t.n; }
+int64_t adam_numel(const Desc<AdamWTensor>& d) { return d.t.n; }
+int64_t grad_numel(const Desc<GradRef>& d) { return d.t.n; }
+
+std::vector<Desc<AdamWTensor>> describe(const std::vector<AdamWTensor>& ts) {
+  std::vector<Desc<AdamWTensor>> out;
+  for (const AdamWTensor& t : ts)
+    out.push_back({t, aligned16(t.param) && aligned16(t.master) && aligned16(t.m) && aligned16(t.v) &&
+                          aligned16(t.grad)});
+  return out;
+}
+std::vector<Desc<GradRef>> describe(const std::vector<GradRef>& ts) {
+  std::vector<Desc<GradRef>> out;
+  for (const GradRef& t : ts) out.push_back({t, aligned16(t.data)});
+  return out;
+}
 
 void check_dtype(DType t, const char* what) {
   GTA_CHECK(t == DType::f32 || t == DType::bf16, "{} (CUDA): dtype {} is not supported (f32, bf16)", what,
@@ -140,7 +222,7 @@ void adamw_step(const std::vector<AdamWTensor>& tensors, const AdamWCoeffs& c) {
     check_dtype(t.param_dtype, "AdamW parameter");
     check_dtype(t.grad_dtype, "AdamW gradient");
   }
-  Upload<AdamWTensor> up(tensors, adam_numel);
+  Upload<Desc<AdamWTensor>> up(describe(tensors), adam_numel);
   if (up.nchunks == 0) return;
   adamw_kernel<<<up.grid(), kThreads, 0, cuda::current_stream()>>>(up.descs, up.chunks, up.nchunks, c);
   GTA_CUDA_CHECK_LAUNCH();
@@ -148,7 +230,7 @@ void adamw_step(const std::vector<AdamWTensor>& tensors, const AdamWCoeffs& c) {
 
 double grad_sum_squares(const std::vector<GradRef>& grads) {
   for (const GradRef& g : grads) check_dtype(g.dtype, "grad norm");
-  Upload<GradRef> up(grads, grad_numel);
+  Upload<Desc<GradRef>> up(describe(grads), grad_numel);
   if (up.nchunks == 0) return 0.0;
   cudaStream_t s = cuda::current_stream();
   auto* partial = static_cast<double*>(cuda::device_alloc(sizeof(double) * (up.nchunks + 1), up.dev));
@@ -164,7 +246,7 @@ double grad_sum_squares(const std::vector<GradRef>& grads) {
 
 void scale_grads(const std::vector<GradRef>& grads, double factor) {
   for (const GradRef& g : grads) check_dtype(g.dtype, "scale_grads");
-  Upload<GradRef> up(grads, grad_numel);
+  Upload<Desc<GradRef>> up(describe(grads), grad_numel);
   if (up.nchunks == 0) return;
   scale_kernel<<<up.grid(), kThreads, 0, cuda::current_stream()>>>(up.descs, up.chunks, up.nchunks, factor);
   GTA_CUDA_CHECK_LAUNCH();

@@ -399,6 +399,14 @@ TEST(CudaModelOptim, AdamWMatchesCpu) {
           gpu_p[i].second.zero_grad();
           continue;
         }
+        if (i + 1 == shapes.size()) {  // big.weight's gradient starts one element into its buffer: the
+                                       // kernels' element-wise path (unaligned), not the 4-wide one
+          const Tensor whole = randn(rng, {g.numel() + 1}, dt, 0.1);
+          g = whole.slice(0, 1, g.numel() + 1).reshape(shapes[i].second);
+          gpu_p[i].second.set_grad(whole.to(kGpu).slice(0, 1, g.numel() + 1).reshape(shapes[i].second));
+          cpu_p[i].second.set_grad(g.clone());
+          continue;
+        }
         cpu_p[i].second.set_grad(g.clone());
         gpu_p[i].second.set_grad(g.to(kGpu));
       }
@@ -439,6 +447,14 @@ TEST(CudaModelOptim, GradNormAndClip) {
       d.set_grad(g.to(kGpu));
       cpu_p.emplace_back(name, c);
       gpu_p.emplace_back(name, d);
+    }
+    {  // a gradient one element into its buffer: not 16-byte aligned (the element-wise path)
+      const Tensor whole = randn(rng, {70002}, dt);
+      Tensor c = Tensor::zeros({70001}, dt), d = Tensor::zeros({70001}, dt, kGpu);
+      c.set_grad(whole.slice(0, 1, 70002).clone());
+      d.set_grad(whole.to(kGpu).slice(0, 1, 70002));
+      cpu_p.emplace_back("offset", c);
+      gpu_p.emplace_back("offset", d);
     }
     const Tensor gpu_alias = gpu_p[1].second, cpu_alias = cpu_p[1].second;
     gpu_p.emplace_back("alias", gpu_alias);  // the same tensor under a second name counts once
