@@ -220,10 +220,11 @@ print()
 print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {card}, commit {commit}. "
       f"`mpirun -np N gta bench train {config} --device cuda --dtype bf16 --batch {batch} --seq-len 2048 "
       f"--steps {steps} --warmup {warmup}{' ' + extra if extra else ''}` (NCCL, NCCL_NVLS_ENABLE=0): per-GPU "
-      f"batch fixed at {batch} x 2048 random tokens, gradients all-reduced every step in 25 MB buckets started "
-      "during backward" + ("; optimizer state sharded (ZeRO-1: each rank updates the parameters it owns and "
-      "broadcasts them)" if "--zero1" in extra else "") + "; time = the slowest rank's. Efficiency = per-GPU "
-      "tokens/s over the 1-GPU run's.")
+      f"batch fixed at {batch} x 2048 random tokens; "
+      + ("ZeRO-1: gradients reduce-scattered after backward, each rank updates the parameters it owns, "
+         "which are then all-gathered" if "--zero1" in extra else
+         "gradients all-reduced every step in 25 MB buckets started during backward")
+      + "; time = the slowest rank's. Efficiency = per-GPU tokens/s over the 1-GPU run's.")
 print()
 print("| GPUs | tokens/s | per-GPU tokens/s | efficiency vs 1 GPU | model TFLOP/s | peak GPU memory (alloc / reserved) | last loss |")
 print("|---|---|---|---|---|---|---|")

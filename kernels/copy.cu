@@ -104,7 +104,7 @@ struct PieceTable {
 };
 
 template <typename T, bool kGather>
-__global__ void pieces_kernel(T* __restrict__ flat, PieceTable tab, acc_t<T> scale) {
+__global__ void pieces_kernel(T* __restrict__ flat, PieceTable tab) {
   const int64_t total = tab.end[tab.count - 1];
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
@@ -118,12 +118,12 @@ __global__ void pieces_kernel(T* __restrict__ flat, PieceTable tab, acc_t<T> sca
     if constexpr (kGather)
       flat[i] = piece[k];
     else
-      piece[k] = store_acc<T>(load_acc<T>(flat[i]) * scale);
+      piece[k] = flat[i];
   }
 }
 
 template <bool kGather>
-void launch_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces, double scale) {
+void launch_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces) {
   dispatch_floating(kGather ? "gather_pieces" : "scatter_pieces", dtype, [&](auto tag) {
     using T = decltype(tag);
     T* f = static_cast<T*>(flat);
@@ -137,7 +137,7 @@ void launch_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces
       }
       if (n == 0) continue;
       pieces_kernel<T, kGather><<<cuda::grid_for(n, kThreads), kThreads, 0, cuda::current_stream()>>>(
-          f, tab, static_cast<acc_t<T>>(scale));
+          f, tab);
       GTA_CUDA_CHECK_LAUNCH();
       f += n;
     }
@@ -147,11 +147,11 @@ void launch_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces
 }  // namespace
 
 void gather_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces) {
-  launch_pieces<true>(dtype, flat, pieces, 1.0);
+  launch_pieces<true>(dtype, flat, pieces);
 }
 
-void scatter_pieces(DType dtype, const void* flat, const std::vector<FlatPiece>& pieces, double scale) {
-  launch_pieces<false>(dtype, const_cast<void*>(flat), pieces, scale);
+void scatter_pieces(DType dtype, const void* flat, const std::vector<FlatPiece>& pieces) {
+  launch_pieces<false>(dtype, const_cast<void*>(flat), pieces);
 }
 
 void convert_contiguous(DType dst_dtype, void* dst, DType src_dtype, const void* src, int64_t n) {

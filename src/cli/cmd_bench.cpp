@@ -98,9 +98,7 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     for (auto& t : tok) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
     begin(0);
     Tensor tokens = Tensor::from_vector(tok, {o.batch, o.seq_len + 1}).to(device);
-    // Every gradient, not only the optimizer's: under ZeRO-1 this rank's AdamW holds only its own
-    // parameters, but all the gradients go into the reduce-scatter.
-    for (const auto& [name, p] : model.params().all()) Tensor(p).zero_grad();
+    model.params().zero_grad();
     if (grad_sync) grad_sync->set_sync(!o.no_grad_sync);  // every step communicates (no gradient accumulation here)
     Tensor loss = model.loss(tokens);
     end(0);

@@ -79,7 +79,7 @@ void Zero1::pack(const std::vector<size_t>& ids, Tensor (*pick)(const Param&), c
     cuda::DeviceGuard guard(flat.device().index);
     void* base = static_cast<char*>(flat.raw_data()) + at * static_cast<int64_t>(dtype_size(flat.dtype()));
     if (to_flat) kernels::gather_pieces(flat.dtype(), base, pieces);
-    else kernels::scatter_pieces(flat.dtype(), base, pieces, 1.0);  // x 1: exact
+    else kernels::scatter_pieces(flat.dtype(), base, pieces);
     return;
   }
 #endif

@@ -61,6 +61,10 @@ void Params::load(const std::map<std::string, Tensor>& tensors, const std::strin
   }
 }
 
+void Params::zero_grad() {
+  for (auto& [name, p] : list_) p.zero_grad();
+}
+
 void Params::move_to(Device device) {
   for (auto& [name, t] : list_) {
     if (t.device() == device) continue;

@@ -33,6 +33,9 @@ class Params {
   // valid (and tied tensors stay tied). Gradients are dropped.
   void move_to(Device device);
   Device device() const;
+  // Drops every parameter's gradient (not only those an optimizer holds: under ZeRO-1 each rank's
+  // AdamW has its own parameters, but every gradient is communicated).
+  void zero_grad();
 
  private:
   DType dtype_;

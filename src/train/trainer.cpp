@@ -191,7 +191,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   int64_t window_tokens = 0;
   while (step < tc.steps) {
     const double lr = optim::lr_at(cfg.optim, schedule_steps, step);
-    for (const auto& [name, p] : model.params().all()) Tensor(p).zero_grad();  // all, not only the optimizer's
+    model.params().zero_grad();
     std::vector<Tensor> losses;  // read after backward: reading one waits for the device
     for (int64_t micro = 0; micro < accum; ++micro) {
       data::Batch batch = loader.next_batch();
