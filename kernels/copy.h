@@ -19,15 +19,15 @@ void copy_strided(DType dst_dtype, void* dst, const int64_t* dst_strides, DType 
 // dst[i] = convert(src[i]) for i < n, both contiguous.
 void convert_contiguous(DType dst_dtype, void* dst, DType src_dtype, const void* src, int64_t n);
 
-// Gradient buckets (dist::GradSync): the tensors of a bucket lie back to back in one flat buffer
-// and move in one launch per direction (per 128 tensors) instead of one copy per tensor.
+// ZeRO-1's segments (dist::Zero1): tensors lie back to back in one flat buffer and move in one
+// launch per direction (per 128 tensors) instead of one copy per tensor.
 struct FlatPiece {
   void* data = nullptr;  // contiguous, the bucket's dtype
   int64_t n = 0;
 };
-// flat[o_j + k] = piece_j[k], o_j = the sum of the earlier pieces' n. dtypes f32, bf16, f64.
+// flat[o_j + k] = piece_j[k], o_j = the sum of the earlier pieces' n (a copy of any dtype).
 void gather_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces);
-// piece_j[k] = scale * flat[o_j + k], computed in fp32 (fp64 for f64) and rounded once.
-void scatter_pieces(DType dtype, const void* flat, const std::vector<FlatPiece>& pieces, double scale);
+// piece_j[k] = flat[o_j + k].
+void scatter_pieces(DType dtype, const void* flat, const std::vector<FlatPiece>& pieces);
 
 }  // namespace gta::kernels
