@@ -4,7 +4,7 @@
 //   convert_contiguous: dst[k] = convert(src[k]) for k < n
 //   gather_pieces / scatter_pieces: tensors <-> one flat buffer (gradient buckets), one launch for
 //     up to 128 tensors: the table of pointers and cumulative sizes is a kernel argument, and each
-//     flat element finds its tensor by binary search in the table
+//     row of blocks (blockIdx.y) copies one tensor
 //
 // convert() is the CPU's from_double(to_double(x)) (kernels/strided.cuh). Same-dtype copies move
 // element bits (one kernel per element size, 2/4/8 bytes); a contiguous same-dtype copy is one
@@ -103,45 +103,57 @@ struct PieceTable {
   int count;
 };
 
+// Piece j (blockIdx.y) moves between its tensor and flat[end[j-1], end[j]) (T: an unsigned type of
+// the element's size: a byte copy). 16-byte accesses when both sides are 16-byte aligned, else one
+// element at a time.
 template <typename T, bool kGather>
 __global__ void pieces_kernel(T* __restrict__ flat, PieceTable tab) {
-  const int64_t total = tab.end[tab.count - 1];
+  const int j = static_cast<int>(blockIdx.y);
+  const int64_t off = j > 0 ? tab.end[j - 1] : 0, n = tab.end[j] - off;
+  T* piece = static_cast<T*>(tab.ptr[j]);
+  T* dst = kGather ? flat + off : piece;
+  const T* src = kGather ? piece : flat + off;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
-    int lo = 0, hi = tab.count - 1;  // the first piece whose end is past i
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (tab.end[mid] > i) hi = mid; else lo = mid + 1;
-    }
-    T* piece = static_cast<T*>(tab.ptr[lo]);
-    const int64_t k = i - (lo > 0 ? tab.end[lo - 1] : 0);
-    if constexpr (kGather)
-      flat[i] = piece[k];
-    else
-      piece[k] = flat[i];
+  constexpr int kVec = 16 / sizeof(T);
+  int64_t done = 0;
+  if ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) % 16 == 0) {
+    const int64_t nv = n / kVec;
+    for (int64_t q = first; q < nv; q += step) reinterpret_cast<uint4*>(dst)[q] = reinterpret_cast<const uint4*>(src)[q];
+    done = nv * kVec;
   }
+  for (int64_t i = done + first; i < n; i += step) dst[i] = src[i];
 }
 
 template <bool kGather>
 void launch_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces) {
-  dispatch_floating(kGather ? "gather_pieces" : "scatter_pieces", dtype, [&](auto tag) {
-    using T = decltype(tag);
+  auto go = [&](auto bits_tag) {
+    using T = decltype(bits_tag);
     T* f = static_cast<T*>(flat);
     for (size_t first = 0; first < pieces.size(); first += kMaxPieces) {
       PieceTable tab{};
-      int64_t n = 0;
+      int64_t n = 0, largest = 0;
       tab.count = static_cast<int>(std::min<size_t>(kMaxPieces, pieces.size() - first));
       for (int j = 0; j < tab.count; ++j) {
         tab.ptr[j] = pieces[first + j].data;
         tab.end[j] = n += pieces[first + j].n;
+        largest = std::max(largest, pieces[first + j].n);
       }
       if (n == 0) continue;
-      pieces_kernel<T, kGather><<<cuda::grid_for(n, kThreads), kThreads, 0, cuda::current_stream()>>>(
-          f, tab);
+      // Enough blocks per piece for the largest one's 16-byte vectors, at most 64 (then loop).
+      const dim3 grid(std::min(64u, cuda::grid_for(largest / (16 / sizeof(T)) + 1, kThreads)),
+                      static_cast<unsigned>(tab.count));
+      pieces_kernel<T, kGather><<<grid, kThreads, 0, cuda::current_stream()>>>(f, tab);
       GTA_CUDA_CHECK_LAUNCH();
       f += n;
     }
-  });
+  };
+  switch (dtype_size(dtype)) {
+    case 2: go(Bits<2>::type{}); break;
+    case 4: go(Bits<4>::type{}); break;
+    case 8: go(Bits<8>::type{}); break;
+    default: fail("gather/scatter of pieces: dtype {}", dtype_name(dtype));
+  }
 }
 
 }  // namespace

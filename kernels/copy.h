@@ -25,7 +25,7 @@ struct FlatPiece {
   void* data = nullptr;  // contiguous, the bucket's dtype
   int64_t n = 0;
 };
-// flat[o_j + k] = piece_j[k], o_j = the sum of the earlier pieces' n. dtypes f32, bf16, f64.
+// flat[o_j + k] = piece_j[k], o_j = the sum of the earlier pieces' n (a copy of any dtype).
 void gather_pieces(DType dtype, void* flat, const std::vector<FlatPiece>& pieces);
 // piece_j[k] = flat[o_j + k].
 void scatter_pieces(DType dtype, const void* flat, const std::vector<FlatPiece>& pieces);

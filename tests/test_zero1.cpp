@@ -108,7 +108,7 @@ class Scripted : public RankOnly {
 };
 
 TEST(Zero1, SegmentsPerRankPaddedToTheLargest) {
-  // a -> rank 0 (5 elements); b, c -> rank 1 (3 + 1): segments of 5, rank 1's padded by one zero.
+  // a -> rank 0 (5 elements); b, c -> rank 1 (3 + 1): segments of 5 rounded up to 8, padded with zeros.
   const auto params = params_of({{"a", 5}, {"b", 3}, {"c", 1}});
   Scripted comm;
   dist::Zero1 z(comm, params);
@@ -117,7 +117,7 @@ TEST(Zero1, SegmentsPerRankPaddedToTheLargest) {
   Tensor(params[1].second).set_grad(Tensor::from_doubles({10, 11, 12}, {3}, DType::f64));
   Tensor(params[2].second).set_grad(Tensor::from_doubles({20}, {1}, DType::f64));
   z.reduce_scatter_grads();
-  EXPECT_EQ(comm.rs_in, (std::vector<double>{1, 2, 3, 4, 5, 10, 11, 12, 20, 0}));
+  EXPECT_EQ(comm.rs_in, (std::vector<double>{1, 2, 3, 4, 5, 0, 0, 0, 10, 11, 12, 20, 0, 0, 0, 0}));
   EXPECT_EQ(params[0].second.grad().to_doubles(), (std::vector<double>{1, 2, 3, 4, 5}));  // rank 0's: untouched
   EXPECT_EQ(params[1].second.grad().to_doubles(), (std::vector<double>{20, 22, 24}));
   EXPECT_EQ(params[2].second.grad().to_doubles(), (std::vector<double>{40}));
@@ -125,7 +125,7 @@ TEST(Zero1, SegmentsPerRankPaddedToTheLargest) {
   copy_strided(params[1].second, Tensor::from_doubles({7, 8, 9}, {3}, DType::f64));
   copy_strided(params[2].second, Tensor::from_doubles({6}, {1}, DType::f64));
   z.all_gather_params();
-  EXPECT_EQ(comm.ag_in, (std::vector<double>{7, 8, 9, 6, 0}));
+  EXPECT_EQ(comm.ag_in, (std::vector<double>{7, 8, 9, 6, 0, 0, 0, 0}));
   EXPECT_EQ(params[0].second.to_doubles(), (std::vector<double>{100, 101, 102, 103, 104}));
   EXPECT_EQ(params[1].second.to_doubles(), (std::vector<double>{7, 8, 9}));  // its own: kept
 }

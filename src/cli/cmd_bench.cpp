@@ -79,22 +79,42 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   // forward, backward (with the buckets' all-reduces overlapped), the gradient sync left exposed
   // after backward, and clipping plus the optimizer. Wall time minus their sum is the time the
   // device waited for the host. Each phase's time includes any wait for the host inside it.
-  std::vector<std::unique_ptr<cuda::StreamTimer>> phase;
+  // A step's loss and timers are read at the end of the next step (two sets of timers, by step
+  // parity), when they are complete: the host queues the next forward behind the optimizer without
+  // waiting for it, as `gta train` does (it waits only for the gradient norm, after backward).
+  std::array<std::vector<std::unique_ptr<cuda::StreamTimer>>, 2> timers;
   if (device.is_cuda())
-    for (size_t i = 0; i < kPhases.size(); ++i) phase.push_back(std::make_unique<cuda::StreamTimer>(device.index));
+    for (auto& set : timers)
+      for (size_t i = 0; i < kPhases.size(); ++i) set.push_back(std::make_unique<cuda::StreamTimer>(device.index));
+  std::vector<std::unique_ptr<cuda::StreamTimer>>* phase = &timers[0];
   // The host's time in each phase is measured too: a phase whose host time reaches its device
   // time is bound by launching kernels, not by running them.
   std::vector<std::chrono::steady_clock::time_point> host_start(kPhases.size());
   auto begin = [&](size_t i) {
     host_start[i] = std::chrono::steady_clock::now();
-    if (!phase.empty()) phase[i]->start();
+    if (!phase->empty()) (*phase)[i]->start();
   };
   std::vector<double> phase_ms(kPhases.size(), 0.0), host_ms(kPhases.size(), 0.0);
   auto end = [&](size_t i) {
-    if (!phase.empty()) phase[i]->stop();
+    if (!phase->empty()) (*phase)[i]->stop();
     host_ms[i] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start[i]).count();
   };
-  auto step = [&] {
+  // The step in flight: its loss, its timers, and whether it is a timed step.
+  Tensor pending_loss;
+  std::vector<std::unique_ptr<cuda::StreamTimer>>* pending_timers = nullptr;
+  bool pending_timed = false;
+  double last = 0;
+  auto collect = [&] {  // reads the step in flight (waits for it when nothing later was queued)
+    if (!pending_loss.defined()) return;
+    last = pending_loss.item();
+    if (pending_timed)
+      for (size_t i = 0; i < pending_timers->size(); ++i) phase_ms[i] += (*pending_timers)[i]->elapsed_ms();
+    pending_loss = Tensor();
+  };
+  int64_t parity = 0;
+  auto step = [&](bool timed) {
+    phase = &timers[parity];
+    parity ^= 1;
     for (auto& t : tok) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
     begin(0);
     Tensor tokens = Tensor::from_vector(tok, {o.batch, o.seq_len + 1}).to(device);
@@ -119,18 +139,19 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
       opt.step(1e-4);
     }
     end(3);
-    const double l = loss.item();  // synchronises with the device
-    for (size_t i = 0; i < phase.size(); ++i) phase_ms[i] += phase[i]->elapsed_ms();
-    return l;
+    collect();  // the previous step: complete, since this step's norm waited for its backward
+    pending_loss = loss.detach();
+    pending_timers = phase;
+    pending_timed = timed;
   };
   if (device.is_cuda()) cuda::reset_peak_memory_stats(device.index);
-  for (int64_t i = 0; i < o.warmup; ++i) step();
+  for (int64_t i = 0; i < o.warmup; ++i) step(false);
+  collect();  // the clock starts on an idle device
   if (world > 1) comm.barrier();  // every rank starts the clock together
-  std::fill(phase_ms.begin(), phase_ms.end(), 0.0);
   std::fill(host_ms.begin(), host_ms.end(), 0.0);
   const auto t0 = std::chrono::steady_clock::now();
-  double last = 0;
-  for (int64_t i = 0; i < o.steps; ++i) last = step();
+  for (int64_t i = 0; i < o.steps; ++i) step(true);
+  collect();  // waits for the last step
   const double my_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Every rank's wall and phase milliseconds per step, gathered on every rank (row r = rank r).
   std::vector<std::vector<double>> rank_ms(static_cast<size_t>(world));

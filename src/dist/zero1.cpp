@@ -39,15 +39,20 @@ Zero1::Zero1(Communicator& comm, const optim::NamedTensors& params) : comm_(comm
     auto l = std::find_if(layouts_.begin(), layouts_.end(),
                           [&](const Layout& x) { return x.dtype == t.dtype() && x.device == t.device(); });
     if (l == layouts_.end())
-      l = layouts_.insert(layouts_.end(), Layout{t.dtype(), t.device(), std::vector<std::vector<size_t>>(world), 0});
+      l = layouts_.insert(layouts_.end(), Layout{t.dtype(), t.device(), std::vector<std::vector<size_t>>(world), {}, 0});
     l->members[params_[i].owner].push_back(i);
   }
-  for (Layout& l : layouts_)
+  for (Layout& l : layouts_) {
     for (const std::vector<size_t>& ids : l.members) {
       int64_t n = 0;
       for (size_t i : ids) n += params_[i].tensor.numel();
+      l.used.push_back(n);
       l.segment = std::max(l.segment, n);
     }
+    // A multiple of 8 elements: every segment starts 16-byte aligned, so the copies in and out of
+    // the flat buffer move 16 bytes at a time (kernels::gather_pieces).
+    l.segment = (l.segment + 7) / 8 * 8;
+  }
 }
 
 int Zero1::owner(const std::string& name) const {
@@ -92,6 +97,11 @@ void Zero1::pack(const std::vector<size_t>& ids, Tensor (*pick)(const Param&), c
   }
 }
 
+void Zero1::zero_padding(const Layout& l, int r, const Tensor& flat, int64_t at) {
+  const int64_t pad = l.segment - l.used[r];
+  if (pad > 0) copy_strided(flat.slice(0, at + l.used[r], at + l.segment), Tensor::zeros({pad}, l.dtype, l.device));
+}
+
 void Zero1::reduce_scatter_grads() {
   for (const Param& p : params_) {
     GTA_CHECK(p.tensor.grad().defined(),
@@ -104,9 +114,11 @@ void Zero1::reduce_scatter_grads() {
   const int world = comm_.world_size(), rank = comm_.rank();
   auto grad_of = [](const Param& p) { return p.tensor.grad(); };
   for (const Layout& l : layouts_) {
-    // Zeros: the padding after a shorter segment is summed too.
-    const Tensor flat = Tensor::zeros({world * l.segment}, l.dtype, l.device);
-    for (int r = 0; r < world; ++r) pack(l.members[r], grad_of, flat, r * l.segment, true);
+    const Tensor flat = Tensor::empty({world * l.segment}, l.dtype, l.device);
+    for (int r = 0; r < world; ++r) {
+      pack(l.members[r], grad_of, flat, r * l.segment, true);
+      zero_padding(l, r, flat, r * l.segment);  // summed too: keep it finite
+    }
     const Tensor mine = Tensor::empty({l.segment}, l.dtype, l.device);
     comm_.reduce_scatter_mean(flat, mine);
     pack(l.members[rank], grad_of, mine, 0, false);
@@ -117,8 +129,9 @@ void Zero1::all_gather_params() {
   const int world = comm_.world_size(), rank = comm_.rank();
   auto value_of = [](const Param& p) { return p.tensor.detach(); };
   for (const Layout& l : layouts_) {
-    const Tensor mine = Tensor::zeros({l.segment}, l.dtype, l.device);
+    const Tensor mine = Tensor::empty({l.segment}, l.dtype, l.device);
     pack(l.members[rank], value_of, mine, 0, true);
+    zero_padding(l, rank, mine, 0);
     const Tensor flat = Tensor::empty({world * l.segment}, l.dtype, l.device);
     comm_.all_gather(mine, flat);
     for (int r = 0; r < world; ++r)

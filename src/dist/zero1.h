@@ -11,7 +11,8 @@
 //
 // One step, with P_r the parameters rank r owns and W the world size:
 //   layout      the parameters of one dtype and device lie in W equal segments of a flat buffer,
-//               segment r holding P_r back to back (padded to the largest rank's total), so one
+//               segment r holding P_r back to back (padded to the largest rank's total, rounded
+//               up to 8 elements so every segment starts 16-byte aligned), so one
 //               reduce-scatter gives each rank exactly its owners' gradients and one all-gather
 //               gives every rank every parameter.
 //   gradients   reduce_scatter_grads(), after the last micro-step's backward, in place of GradSync's
@@ -79,8 +80,11 @@ class Zero1 {
     DType dtype;
     Device device;
     std::vector<std::vector<size_t>> members;  // per rank: indices into params_, in order
-    int64_t segment = 0;  // elements per segment: the largest rank's total
+    std::vector<int64_t> used;                 // per rank: the elements of its parameters
+    int64_t segment = 0;  // elements per segment: the largest rank's total, rounded up to 8
   };
+  // Zeros rank r's padding in a segment of `flat` that starts at element `at`.
+  static void zero_padding(const Layout& l, int r, const Tensor& flat, int64_t at);
   // Copies the tensors pick(params_[i]) of `ids` to (or from) `flat`, back to back from element `at`.
   void pack(const std::vector<size_t>& ids, Tensor (*pick)(const Param&), const Tensor& flat, int64_t at,
             bool to_flat) const;
