@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const unsigned char* Kt = Ks + buf * kTileBytes;
     const unsigned char* Vt = Vs + buf * kTileBytes;
 
-    float s[64];
+    float s[64] = {};  // overwritten (scale-d 0 on the first k step), but never read uninitialised
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n128k16_ss(s, desc(Qw + kk * 32), desc(Kt + kk * 32), kk > 0);
