@@ -59,13 +59,15 @@ __device__ __forceinline__ void load_tile_swz(unsigned char* dst, const bf16* sr
 }
 
 // A shared-memory matrix descriptor for the 128-byte swizzle: start address, leading and stride
-// byte offsets (16-byte units, 14 bits each), layout 1 = 128-byte swizzle in bits 62-63. Both
-// offsets are 1024 (8 rows of 128 bytes): the stride between 8-row groups is the one used (K-major
-// along M/N; MN-major along K) and the other one is not read for tiles one swizzle atom wide.
-__device__ __forceinline__ uint64_t desc(const unsigned char* p) {
+// byte offsets (16-byte units, 14 bits each), layout 1 = 128-byte swizzle in bits 62-63. The stride
+// byte offset is 1024 (8 rows of 128 bytes: the next 8-row group, along M/N for K-major operands
+// and along K for MN-major ones). The leading byte offset is unused by K-major swizzled operands
+// (encoded 1, as is customary); for the MN-major V, one swizzle atom wide, it is set to 1024 too.
+__device__ __forceinline__ uint64_t desc(const unsigned char* p, bool mn_major) {
   const uint64_t a = smem_addr(p);
   constexpr uint64_t kOff = 1024 >> 4;
-  return ((a & 0x3FFFF) >> 4) | (kOff << 16) | (kOff << 32) | (1ull << 62);
+  const uint64_t lbo = mn_major ? kOff : 1;
+  return ((a & 0x3FFFF) >> 4) | (lbo << 16) | (kOff << 32) | (1ull << 62);
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -151,7 +153,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float s[64] = {};  // overwritten (scale-d 0 on the first k step), but never read uninitialised
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n128k16_ss(s, desc(Qw + kk * 32), desc(Kt + kk * 32), kk > 0);
+    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n128k16_ss(s, desc(Qw + kk * 32, false), desc(Kt + kk * 32, false), kk > 0);
     wgmma_commit();
     wgmma_wait_all();
     fence_regs(s);
@@ -194,7 +196,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     fence_regs(o);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < KN / 16; ++kk) wgmma_m64n64k16_rs(o, pf[kk], desc(Vt + kk * 16 * 128));
+    for (int kk = 0; kk < KN / 16; ++kk) wgmma_m64n64k16_rs(o, pf[kk], desc(Vt + kk * 16 * 128, true));
     wgmma_commit();
     wgmma_wait_all();
     fence_regs(o);
