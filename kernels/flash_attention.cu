@@ -59,17 +59,17 @@
 
 #include "core/cuda_context.h"
 #include "kernels/flash_attention.h"
+#include "kernels/flash_ptx.cuh"
+#include "kernels/sm90a/flash_forward_wgmma.h"
 
 namespace gta::kernels {
 
 namespace {
 
-using bf16 = __nv_bfloat16;
+using namespace flash;
 constexpr int kThreads = 128;  // 4 warps
 constexpr int BM = 64;         // queries per forward / dq CTA (16 per warp)
 constexpr int BN = 64;         // keys per tile (dk/dv CTA: 16 per warp)
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 struct FDims {
   int B, T, S, nq, nk, nv;
@@ -79,21 +79,10 @@ struct FDims {
 
 // ---- PTX wrappers ---------------------------------------------------------------------------------
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// 16 bytes global -> shared, zero-filled when !valid (src is then not read).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
 __device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0)
                : "memory");
 }
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 __device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const bf16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -111,17 +100,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint3
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// 2^x on the special-function unit alone (ex2.approx.ftz: exp2f's accuracy, but results under
-// 2^-126 flush to 0, which spares exp2f's range fix-up instructions around every exponential).
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
 }
 
 // Fragment addressing (lane l; tiles in shared memory row-major with pitch P elements):
@@ -180,17 +158,6 @@ __device__ __forceinline__ void mma_py(float (&acc)[MR][N / 8][4], const uint32_
         mma(acc[mi][2 * nn + 1], pf[mi][kk], b[2], b[3]);
       }
     }
-  }
-}
-// Accumulator (16 x N fp32) -> bf16 A fragments (16 x N as the K dimension of the next product).
-template <int N>
-__device__ __forceinline__ void to_a_frag(uint32_t (&pf)[N / 16][4], const float (&s)[N / 8][4]) {
-#pragma unroll
-  for (int kk = 0; kk < N / 16; ++kk) {
-    pf[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-    pf[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-    pf[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-    pf[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
   }
 }
 
@@ -974,6 +941,7 @@ bool flash_attention_supported(const AttnDims& a) {
 void flash_attention_forward(const AttnDims& a, float scale, const void* q, const void* k, const void* v, void* out,
                              float* lse) {
   GTA_CHECK(flash_attention_supported(a), "flash attention: sizes not supported (see flash_attention_supported)");
+  if (sm90a::flash_forward_available(a)) return sm90a::flash_forward(a, scale, q, k, v, out, lse);
   const FDims d = to_fdims(a);
 #define GTA_FLASH_FWD(X, Y) forward_impl<X, Y>(d, scale, q, k, v, out, lse)
   GTA_FLASH_DISPATCH(a.dqk, a.dv, GTA_FLASH_FWD)

@@ -203,16 +203,18 @@ TEST(CudaFlashAttention, MatchesReferenceKernels) {
   }
 }
 
-// The tilings the kernels pick between (64- or 128-row tiles per part, the dK/dV head split;
-// environment knobs of kernels/flash_attention.cu) all compute the same function: each against the
-// reference kernels, and bit-identical run to run.
+// The tilings the kernels pick between (64- or 128-row tiles per part, the dK/dV head split, and
+// on an H100 the wgmma forward for 64/64 or not; environment knobs of kernels/flash_attention.cu
+// and kernels/sm90a/) all compute the same function: each against the reference kernels, and
+// bit-identical run to run.
 TEST(CudaFlashAttention, EveryTiling) {
   SKIP_WITHOUT_CUDA();
   const uint64_t seed = fresh_seed();
   Rng rng(seed);
-  const char* kKnobs[] = {"GTA_FLASH_FWD_MR", "GTA_FLASH_DQ_MR", "GTA_FLASH_DKV_MR", "GTA_FLASH_SPLIT"};
-  const char* settings[][4] = {{"1", "1", "1", "1"}, {"2", "2", "2", "1"}, {"2", "1", "2", "2"},
-                               {"2", "2", "1", "4"}, {"1", "2", "1", "2"}};
+  const char* kKnobs[] = {"GTA_FLASH_FWD_MR", "GTA_FLASH_DQ_MR", "GTA_FLASH_DKV_MR", "GTA_FLASH_SPLIT",
+                          "GTA_FLASH_WGMMA"};
+  const char* settings[][5] = {{"1", "1", "1", "1", "0"}, {"2", "2", "2", "1", "0"}, {"2", "1", "2", "2", "1"},
+                               {"2", "2", "1", "4", "1"}, {"1", "2", "1", "2", "1"}};
   const Case cases[] = {Case{2, 300, 300, 12, 4, 4, 64, 64}, Case{2, 257, 257, 4, 1, 1, 64, 96},
                         Case{1, 100, 233, 4, 1, 1, 64, 96}, Case{1, 200, 200, 12, 12, 12, 96, 64}};
   for (const Case& c : cases) {
@@ -223,8 +225,9 @@ TEST(CudaFlashAttention, EveryTiling) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.dqk));
     const Direct r = run_kernels(false, c, q, k, v, g, scale);
     for (const auto& set : settings) {
-      for (int j = 0; j < 4; ++j) setenv(kKnobs[j], set[j], 1);
-      const std::string name = std::string("fwd ") + set[0] + " dq " + set[1] + " dkv " + set[2] + " split " + set[3];
+      for (int j = 0; j < 5; ++j) setenv(kKnobs[j], set[j], 1);
+      const std::string name = std::string("fwd ") + set[0] + " dq " + set[1] + " dkv " + set[2] + " split " +
+                               set[3] + " wgmma " + set[4];
       SCOPED_TRACE(name);
       const Direct f = run_kernels(true, c, q, k, v, g, scale), f2 = run_kernels(true, c, q, k, v, g, scale);
       EXPECT_LE(normwise(f.lse.to_doubles(), r.lse.to_doubles()), 1e-5) << "lse";

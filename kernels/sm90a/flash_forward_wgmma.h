@@ -1,0 +1,15 @@
+// The causal flash attention forward on Hopper's warpgroup tensor-core instructions (wgmma), for
+// d_qk = d_v = 64 (MHA, GQA, MQA shapes): the same problem, layouts and results (out, lse) as
+// kernels::flash_attention_forward, which calls it where it applies. Compiled for sm_90a only.
+#pragma once
+#include "kernels/attention_ref.h"
+
+namespace gta::kernels::sm90a {
+
+// Whether flash_forward runs these sizes here: the current device has compute capability 9.0,
+// d_qk = d_v = 64, and the environment does not set GTA_FLASH_WGMMA=0 (for measurement).
+bool flash_forward_available(const AttnDims& d);
+void flash_forward(const AttnDims& d, float scale, const void* q, const void* k, const void* v, void* out,
+                   float* lse);
+
+}  // namespace gta::kernels::sm90a
