@@ -1,5 +1,5 @@
 // PTX wrappers shared by the flash attention kernels (flash_attention.cu, and sm90a/ for wgmma):
-// asynchronous copies into shared memory, the special-function exponential, bf16 packing, and the
+// asynchronous copies into shared memory, ldmatrix, the special-function exponential, bf16 packing, and the
 // accumulator -> A fragment conversion.
 #pragma once
 #include <cuda_bf16.h>
@@ -21,8 +21,20 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
                "r"(valid ? 16 : 0)
                : "memory");
 }
+// Four 8 x 8 b16 matrices from shared memory (lanes 8 j .. 8 j + 7 give matrix j's row addresses):
+// with rows r and 16-byte chunks c, the mma.m16n8k16 A fragment of a 16 x 16 block.
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed copy groups are pending.
+template <int N>
+__device__ __forceinline__ void cp_wait_group() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 // 2^x on the special-function unit alone (ex2.approx.ftz: exp2f's accuracy, but results under
 // 2^-126 flush to 0, which spares exp2f's range fix-up instructions around every exponential).
 __device__ __forceinline__ float ex2(float x) {
