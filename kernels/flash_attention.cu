@@ -60,6 +60,7 @@
 #include "core/cuda_context.h"
 #include "kernels/flash_attention.h"
 #include "kernels/flash_ptx.cuh"
+#include "kernels/sm90a/flash_dkv_wgmma.h"
 #include "kernels/sm90a/flash_forward_wgmma.h"
 
 namespace gta::kernels {
@@ -78,11 +79,6 @@ struct FDims {
 };
 
 // ---- PTX wrappers ---------------------------------------------------------------------------------
-
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0)
-               : "memory");
-}
 
 __device__ __forceinline__ void ldsm4t(uint32_t (&r)[4], const bf16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -836,12 +832,14 @@ struct BwdArgs {
   float *pk, *pv;
 };
 
+// with_dkv false: the dQ blocks alone (dK/dV computed by the wgmma kernel).
 template <int DQK, int DV, int MRQ, int MRK, int BQ>
-void bwd_launch(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
-  const size_t smem = std::max(DkvCfg<DQK, DV, MRK, BQ>::bytes, DqCfg<DQK, DV, MRQ>::bytes);
+void bwd_launch(const FDims& d, const BwdArgs& x, bool with_dkv, cudaStream_t stream) {
+  const size_t smem = with_dkv ? std::max(DkvCfg<DQK, DV, MRK, BQ>::bytes, DqCfg<DQK, DV, MRQ>::bytes)
+                               : DqCfg<DQK, DV, MRQ>::bytes;
   cuda::set_dynamic_smem(bwd_kernel<DQK, DV, MRQ, MRK, BQ>, smem, "flash attention (CUDA)");
   const int nqt = (d.T + 64 * MRQ - 1) / (64 * MRQ);
-  const int64_t n_dkv = static_cast<int64_t>(d.units) * d.B * ((d.S + 64 * MRK - 1) / (64 * MRK));
+  const int64_t n_dkv = with_dkv ? static_cast<int64_t>(d.units) * d.B * ((d.S + 64 * MRK - 1) / (64 * MRK)) : 0;
   const int64_t n_dq = static_cast<int64_t>(d.nq) * d.B * nqt;
   bwd_kernel<DQK, DV, MRQ, MRK, BQ><<<static_cast<unsigned>(n_dkv + n_dq), kThreads, smem, stream>>>(
       d, static_cast<int>(n_dkv), nqt, x.scale, x.sl2, x.q, x.k, x.v, x.dout, x.lse, x.D, x.dq, x.dk, x.dv, x.pk,
@@ -850,18 +848,18 @@ void bwd_launch(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
 }
 
 template <int DQK, int DV>
-void bwd_main(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
+void bwd_main(const FDims& d, const BwdArgs& x, bool with_dkv, cudaStream_t stream) {
   const bool q2 = use_dq2(DQK, DV), k2 = use_dkv2(DQK, DV);
   if constexpr (kDq2<DQK, DV> && kDkv2<DQK, DV>) {
-    if (q2 && k2) return bwd_launch<DQK, DV, 2, 2, kBq2<DQK, DV>>(d, x, stream);
+    if (q2 && k2) return bwd_launch<DQK, DV, 2, 2, kBq2<DQK, DV>>(d, x, with_dkv, stream);
   }
   if constexpr (kDq2<DQK, DV>) {
-    if (q2) return bwd_launch<DQK, DV, 2, 1, kBq1<DQK, DV>>(d, x, stream);
+    if (q2) return bwd_launch<DQK, DV, 2, 1, kBq1<DQK, DV>>(d, x, with_dkv, stream);
   }
   if constexpr (kDkv2<DQK, DV>) {
-    if (k2) return bwd_launch<DQK, DV, 1, 2, kBq2<DQK, DV>>(d, x, stream);
+    if (k2) return bwd_launch<DQK, DV, 1, 2, kBq2<DQK, DV>>(d, x, with_dkv, stream);
   }
-  bwd_launch<DQK, DV, 1, 1, kBq1<DQK, DV>>(d, x, stream);
+  bwd_launch<DQK, DV, 1, 1, kBq1<DQK, DV>>(d, x, with_dkv, stream);
 }
 
 template <int DQK, int DV>
@@ -883,7 +881,13 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
     dsum_kernel<DV><<<static_cast<unsigned>((rows * 4 + 255) / 256), 256, 0, stream>>>(d, out, dout, D);
     GTA_CUDA_CHECK_LAUNCH();
   }
-  bwd_main<DQK, DV>(d, BwdArgs{scale, sl2, q, k, v, dout, lse, D, dq, dk, dv, pk, pv}, stream);
+  // On an H100, dK/dV of 64/64 heads run on the wgmma kernel (same units, same outputs), then the
+  // dQ blocks alone on bwd_kernel.
+  const bool wgmma_dkv = sm90a::dkv_available(DQK, DV);
+  if (wgmma_dkv)
+    sm90a::dkv(sm90a::DkvProblem{d.B, d.T, d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off, scale, q, k, v,
+                                 dout, lse, D, dk, dv, pk, pv});
+  bwd_main<DQK, DV>(d, BwdArgs{scale, sl2, q, k, v, dout, lse, D, dq, dk, dv, pk, pv}, !wgmma_dkv, stream);
   if (pk) {
     const int64_t n = a.B * a.S * a.nk * a.dqk / 2;
     reduce_units_kernel<<<cuda::grid_for(n, 256), 256, 0, stream>>>(pk, dk, d.B, d.S, d.nk, DQK, d.units,

@@ -34,12 +34,14 @@
 #include "core/cuda_context.h"
 #include "kernels/flash_ptx.cuh"
 #include "kernels/sm90a/flash_forward_wgmma.h"
+#include "kernels/sm90a/wgmma.cuh"
 
 namespace gta::kernels::sm90a {
 
 namespace {
 
 using namespace flash;
+using namespace wgmma;
 constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int TM = 64 * kWarpgroups;  // queries per CTA
@@ -54,69 +56,6 @@ constexpr size_t kSmemBytes = kQBytes + 2 * kStages * kKVBytes + 1024;
 struct Dims {
   int B, T, S, nq, nk, nv, gk, gv, off;
 };
-
-// Byte offset of 16-byte chunk c (of 8) of row r in a swizzled tile of 128-byte rows.
-__device__ __forceinline__ uint32_t swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
-
-// ROWS x 64 bf16 from src (row r at src + r * stride elements) into the swizzled tile at dst;
-// rows >= valid zero-filled.
-template <int ROWS>
-__device__ __forceinline__ void load_tile_swz(unsigned char* dst, const bf16* src, int64_t stride, int valid) {
-#pragma unroll
-  for (int idx = threadIdx.x; idx < ROWS * 8; idx += kThreads) {
-    const int r = idx / 8, c = idx % 8;
-    const bool ok = r < valid;
-    cp_async16(dst + swz(r, c), ok ? src + r * stride + c * 8 : src, ok);
-  }
-}
-
-// A shared-memory matrix descriptor for the 128-byte swizzle: start address, leading and stride
-// byte offsets (16-byte units, 14 bits each), layout 1 = 128-byte swizzle in bits 62-63. The stride
-// byte offset is 1024 (8 rows of 128 bytes: the next 8-row group, along M/N for K-major operands
-// and along K for MN-major ones). The leading byte offset is unused by K-major swizzled operands
-// (encoded 1, as is customary); for the MN-major V, one swizzle atom wide, it is set to 1024 too.
-__device__ __forceinline__ uint64_t desc(const unsigned char* p, bool mn_major) {
-  const uint64_t a = smem_addr(p);
-  constexpr uint64_t kOff = 1024 >> 4;
-  const uint64_t lbo = mn_major ? kOff : 1;
-  return ((a & 0x3FFFF) >> 4) | (lbo << 16) | (kOff << 32) | (1ull << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-// Waits until at most N committed wgmma groups are pending (groups complete in commit order).
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// Shared-memory writes of the generic proxy (cp.async) made visible to wgmma's async proxy.
-__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// Keeps the compiler from moving accumulator reads or writes across the asynchronous wgmma, and
-// (for the register A operand) from reusing its registers before the wgmma reading them is done.
-template <int N>
-__device__ __forceinline__ void fence_regs(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void fence_regs(uint32_t (&r)[N][4]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[i][e])::"memory");
-}
-
-// d (64 x 64 fp32, this thread's 32) = (scale_d ? d : 0) + A B: A (64 x 16 bf16) in registers (the
-// mma.m16n8k16 A layout per warp), B (16 x 64) from shared memory, K-major ([n][k] rows, as K
-// for S = Q K^T) or, with kTransB, MN-major ([k][n] rows, as V for O += P V).
-template <int kTransB>
-__device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
-}
 
 // S (this warpgroup's 64 rows x the 64 keys of tile Kt) = Q K^T: 4 steps of k = 16 over d_qk, Q
 // from registers (qf: its A fragments).
@@ -184,8 +123,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int diag0 = d.off + t0;  // tiles reaching past this position are masked
   auto load_kv = [&](int n) {
     const int u = n * KN, st = n % kStages;
-    load_tile_swz<KN>(Ks + st * kKVBytes, kb + u * kstride, kstride, d.S - u);
-    load_tile_swz<KN>(Vs + st * kKVBytes, vb + u * vstride, vstride, d.S - u);
+    load_tile_swz<KN, kThreads>(Ks + st * kKVBytes, kb + u * kstride, kstride, d.S - u);
+    load_tile_swz<KN, kThreads>(Vs + st * kKVBytes, vb + u * vstride, vstride, d.S - u);
   };
   auto issue_pv = [&](float (&o)[32], const uint32_t (&p)[KN / 16][4], int n) {
     const unsigned char* Vt = Vs + (n % kStages) * kKVBytes;
@@ -193,7 +132,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int kk = 0; kk < KN / 16; ++kk) wgmma_m64n64k16_rs<1>(o, p[kk], desc(Vt + kk * 16 * 128, true), 1);
   };
 
-  load_tile_swz<TM>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * D, static_cast<int64_t>(d.nq) * D,
+  load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * D, static_cast<int64_t>(d.nq) * D,
                     d.T - t0);
   load_kv(0);
   cp_commit();
@@ -212,8 +151,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float s[32] = {};  // overwritten (scale-d 0 on the first k step), but never read uninitialised
   uint32_t p[KN / 16][4];  // P(n) as wgmma's register A operand
   uint32_t qf[D / 16][4];  // this warp's 16 rows of Q, the A operand of every S
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) ldsm4(qf[kk], Qs + swz(wg * 64 + warp * 16 + lane % 16, 2 * kk + lane / 16));
+  load_a_frags(qf, Qs, wg * 64 + warp * 16);
   wgmma_fence();
   issue_scores(s, qf, Ks);
   wgmma_commit();
@@ -273,8 +211,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 }  // namespace
 
-bool flash_forward_available(const AttnDims& a) {
-  if (a.dqk != 64 || a.dv != 64) return false;
+bool flash_forward_available(const AttnDims& a) { return a.dqk == 64 && a.dv == 64 && wgmma_enabled(); }
+
+bool wgmma_enabled() {
   if (const char* e = std::getenv("GTA_FLASH_WGMMA"); e && std::atoi(e) == 0) return false;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;

@@ -6,8 +6,10 @@
 
 namespace gta::kernels::sm90a {
 
-// Whether flash_forward runs these sizes here: the current device has compute capability 9.0,
-// d_qk = d_v = 64, and the environment does not set GTA_FLASH_WGMMA=0 (for measurement).
+// Whether the wgmma kernels may run: the current device has compute capability 9.0 and the
+// environment does not set GTA_FLASH_WGMMA=0 (for measurement: the mma.sync kernels then run).
+bool wgmma_enabled();
+// Whether flash_forward runs these sizes here: d_qk = d_v = 64 and wgmma_enabled().
 bool flash_forward_available(const AttnDims& d);
 void flash_forward(const AttnDims& d, float scale, const void* q, const void* k, const void* v, void* out,
                    float* lse);

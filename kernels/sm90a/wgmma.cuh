@@ -1,0 +1,98 @@
+// Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks shared by the flash attention
+// kernels of this folder: 128-byte-swizzled shared-memory tiles of 64 bf16 per row, their matrix
+// descriptors, the m64n64k16 product with A in registers, and the fences that order wgmma's
+// asynchronous register and shared-memory accesses.
+//
+// Tile layout: rows of 64 bf16 = 128 bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8)
+// (the 128-byte swizzle, bank-conflict free for both cp.async writes and wgmma reads), tiles
+// 1024-byte aligned. One such tile is read by wgmma either K-major (row = an N index, d along K:
+// K for S = Q K^T) or MN-major (row = a K index, d along N: V for O += P V).
+#pragma once
+#include <cstdint>
+
+#include "kernels/flash_ptx.cuh"
+
+namespace gta::kernels::sm90a::wgmma {
+
+using flash::bf16;
+using flash::cp_async16;
+using flash::ldsm4;
+using flash::smem_addr;
+
+// Byte offset of 16-byte chunk c (of 8) of row r in a swizzled tile of 128-byte rows.
+__device__ __forceinline__ uint32_t swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
+
+// ROWS x 64 bf16 from src (row r at src + r * stride elements) into the swizzled tile at dst;
+// rows >= valid zero-filled.
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void load_tile_swz(unsigned char* dst, const bf16* src, int64_t stride, int valid) {
+  // A fixed count of chunks per thread, each thread always the same chunk column: the loop
+  // unrolls and the swizzled offsets fold to constants (a data-dependent loop cost hundreds of
+  // instructions per tile).
+  static_assert(ROWS * 8 % THREADS == 0 && THREADS % 64 == 0, "whole rounds of 8-row groups");
+  const int c = threadIdx.x % 8, r0 = threadIdx.x / 8;
+#pragma unroll
+  for (int it = 0; it < ROWS * 8 / THREADS; ++it) {
+    const int r = r0 + it * (THREADS / 8);
+    const bool ok = r < valid;
+    cp_async16(dst + swz(r, c), ok ? src + r * stride + c * 8 : src, ok);
+  }
+}
+
+// The A fragments (m16n8k16 layout, which wgmma's register A operand shares per warp) of this warp's
+// 16 rows r0 .. r0 + 15 of a swizzled tile, k = 0 .. 63 in 4 steps of 16.
+__device__ __forceinline__ void load_a_frags(uint32_t (&f)[4][4], const unsigned char* tile, int r0) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) ldsm4(f[kk], tile + swz(r0 + lane % 16, 2 * kk + lane / 16));
+}
+
+// A shared-memory matrix descriptor for the 128-byte swizzle: start address, leading and stride
+// byte offsets (16-byte units, 14 bits each), layout 1 = 128-byte swizzle in bits 62-63. The stride
+// byte offset is 1024 (8 rows of 128 bytes: the next 8-row group, along M/N for K-major operands
+// and along K for MN-major ones). The leading byte offset is unused by K-major swizzled operands
+// (encoded 1, as is customary); for the MN-major V, one swizzle atom wide, it is set to 1024 too.
+__device__ __forceinline__ uint64_t desc(const unsigned char* p, bool mn_major) {
+  const uint64_t a = smem_addr(p);
+  constexpr uint64_t kOff = 1024 >> 4;
+  const uint64_t lbo = mn_major ? kOff : 1;
+  return ((a & 0x3FFFF) >> 4) | (lbo << 16) | (kOff << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+// Waits until at most N committed wgmma groups are pending (groups complete in commit order).
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Shared-memory writes of the generic proxy (cp.async) made visible to wgmma's async proxy.
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from moving accumulator reads or writes across the asynchronous wgmma, and
+// (for the register A operand) from reusing its registers before the wgmma reading them is done.
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fence_regs(uint32_t (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[i][e])::"memory");
+}
+
+// d (64 x 64 fp32, this thread's 32) = (scale_d ? d : 0) + A B: A (64 x 16 bf16) in registers (the
+// mma.m16n8k16 A layout per warp), B (16 x 64) from shared memory, K-major ([n][k] rows, as K
+// for S = Q K^T) or, with kTransB, MN-major ([k][n] rows, as V for O += P V).
+template <int kTransB>
+__device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
+}
+
+}  // namespace gta::kernels::sm90a::wgmma
