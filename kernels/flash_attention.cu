@@ -60,7 +60,7 @@
 #include "core/cuda_context.h"
 #include "kernels/flash_attention.h"
 #include "kernels/flash_ptx.cuh"
-#include "kernels/sm90a/flash_dkv_wgmma.h"
+#include "kernels/sm90a/flash_backward_wgmma.h"
 #include "kernels/sm90a/flash_forward_wgmma.h"
 
 namespace gta::kernels {
@@ -832,14 +832,12 @@ struct BwdArgs {
   float *pk, *pv;
 };
 
-// with_dkv false: the dQ blocks alone (dK/dV computed by the wgmma kernel).
 template <int DQK, int DV, int MRQ, int MRK, int BQ>
-void bwd_launch(const FDims& d, const BwdArgs& x, bool with_dkv, cudaStream_t stream) {
-  const size_t smem = with_dkv ? std::max(DkvCfg<DQK, DV, MRK, BQ>::bytes, DqCfg<DQK, DV, MRQ>::bytes)
-                               : DqCfg<DQK, DV, MRQ>::bytes;
+void bwd_launch(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
+  const size_t smem = std::max(DkvCfg<DQK, DV, MRK, BQ>::bytes, DqCfg<DQK, DV, MRQ>::bytes);
   cuda::set_dynamic_smem(bwd_kernel<DQK, DV, MRQ, MRK, BQ>, smem, "flash attention (CUDA)");
   const int nqt = (d.T + 64 * MRQ - 1) / (64 * MRQ);
-  const int64_t n_dkv = with_dkv ? static_cast<int64_t>(d.units) * d.B * ((d.S + 64 * MRK - 1) / (64 * MRK)) : 0;
+  const int64_t n_dkv = static_cast<int64_t>(d.units) * d.B * ((d.S + 64 * MRK - 1) / (64 * MRK));
   const int64_t n_dq = static_cast<int64_t>(d.nq) * d.B * nqt;
   bwd_kernel<DQK, DV, MRQ, MRK, BQ><<<static_cast<unsigned>(n_dkv + n_dq), kThreads, smem, stream>>>(
       d, static_cast<int>(n_dkv), nqt, x.scale, x.sl2, x.q, x.k, x.v, x.dout, x.lse, x.D, x.dq, x.dk, x.dv, x.pk,
@@ -848,18 +846,18 @@ void bwd_launch(const FDims& d, const BwdArgs& x, bool with_dkv, cudaStream_t st
 }
 
 template <int DQK, int DV>
-void bwd_main(const FDims& d, const BwdArgs& x, bool with_dkv, cudaStream_t stream) {
+void bwd_main(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
   const bool q2 = use_dq2(DQK, DV), k2 = use_dkv2(DQK, DV);
   if constexpr (kDq2<DQK, DV> && kDkv2<DQK, DV>) {
-    if (q2 && k2) return bwd_launch<DQK, DV, 2, 2, kBq2<DQK, DV>>(d, x, with_dkv, stream);
+    if (q2 && k2) return bwd_launch<DQK, DV, 2, 2, kBq2<DQK, DV>>(d, x, stream);
   }
   if constexpr (kDq2<DQK, DV>) {
-    if (q2) return bwd_launch<DQK, DV, 2, 1, kBq1<DQK, DV>>(d, x, with_dkv, stream);
+    if (q2) return bwd_launch<DQK, DV, 2, 1, kBq1<DQK, DV>>(d, x, stream);
   }
   if constexpr (kDkv2<DQK, DV>) {
-    if (k2) return bwd_launch<DQK, DV, 1, 2, kBq2<DQK, DV>>(d, x, with_dkv, stream);
+    if (k2) return bwd_launch<DQK, DV, 1, 2, kBq2<DQK, DV>>(d, x, stream);
   }
-  bwd_launch<DQK, DV, 1, 1, kBq1<DQK, DV>>(d, x, with_dkv, stream);
+  bwd_launch<DQK, DV, 1, 1, kBq1<DQK, DV>>(d, x, stream);
 }
 
 template <int DQK, int DV>
@@ -881,13 +879,15 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
     dsum_kernel<DV><<<static_cast<unsigned>((rows * 4 + 255) / 256), 256, 0, stream>>>(d, out, dout, D);
     GTA_CUDA_CHECK_LAUNCH();
   }
-  // On an H100, dK/dV of 64/64 heads run on the wgmma kernel (same units, same outputs), then the
-  // dQ blocks alone on bwd_kernel.
-  const bool wgmma_dkv = sm90a::dkv_available(DQK, DV);
-  if (wgmma_dkv)
-    sm90a::dkv(sm90a::DkvProblem{d.B, d.T, d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off, scale, q, k, v,
-                                 dout, lse, D, dk, dv, pk, pv});
-  bwd_main<DQK, DV>(d, BwdArgs{scale, sl2, q, k, v, dout, lse, D, dq, dk, dv, pk, pv}, !wgmma_dkv, stream);
+  // On an H100, 64/64 heads run the wgmma dK/dV and dQ kernels (same units, same outputs).
+  if (sm90a::backward_available(DQK, DV)) {
+    const sm90a::BwdProblem p{d.B,  d.T,   d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off,
+                              scale, q, k, v, dout, lse, D, dq, dk, dv, pk, pv};
+    sm90a::dkv(p);
+    sm90a::dq(p);
+  } else {
+    bwd_main<DQK, DV>(d, BwdArgs{scale, sl2, q, k, v, dout, lse, D, dq, dk, dv, pk, pv}, stream);
+  }
   if (pk) {
     const int64_t n = a.B * a.S * a.nk * a.dqk / 2;
     reduce_units_kernel<<<cuda::grid_for(n, 256), 256, 0, stream>>>(pk, dk, d.B, d.S, d.nk, DQK, d.units,

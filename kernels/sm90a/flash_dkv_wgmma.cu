@@ -1,4 +1,4 @@
-// dK / dV of causal flash attention with wgmma (see flash_dkv_wgmma.h), d_qk = d_v = 64.
+// dK / dV of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = d_v = 64.
 //
 // Math (kernels/flash_attention.cu has the whole derivation): for key u and query t of head i at
 // position p >= u, with P = 2^(s scale log2e - lse log2e) and s = q_t . k_u,
@@ -25,7 +25,7 @@
 
 #include "core/cuda_context.h"
 #include "kernels/flash_ptx.cuh"
-#include "kernels/sm90a/flash_dkv_wgmma.h"
+#include "kernels/sm90a/flash_backward_wgmma.h"
 #include "kernels/sm90a/flash_forward_wgmma.h"
 #include "kernels/sm90a/wgmma.cuh"
 
@@ -47,18 +47,7 @@ constexpr int kStageBytes = 2 * kQBytes + 1024;  // Q, dO, lse[64] and D[64] (pa
 constexpr size_t kSmemBytes = 2 * kKBytes + kStages * kStageBytes + 1024;
 static_assert(kStageBytes % 1024 == 0, "stages must keep the tiles 1024-byte aligned");
 
-// The 64 x 64 products of a warpgroup: acc (= 0 first when !accumulate) += A (registers, 4 k-steps
-// of 16) B (a swizzled 64-row tile; K-major: k = d, 32-byte steps; MN-major: k = rows, 16 rows per step).
-template <bool kMnMajor>
-__device__ __forceinline__ void issue_64x64(float (&acc)[32], const uint32_t (&a)[4][4], const unsigned char* b,
-                                            bool accumulate) {
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    wgmma_m64n64k16_rs<kMnMajor ? 1 : 0>(acc, a[kk], desc(b + (kMnMajor ? kk * 16 * 128 : kk * 32), kMnMajor),
-                                         accumulate || kk > 0);
-}
-
-__global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(DkvProblem d, float sl2) {
+__global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, float sl2) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Ks = base;
@@ -230,9 +219,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(DkvProblem d, fl
 
 }  // namespace
 
-bool dkv_available(int64_t dqk, int64_t dv) { return dqk == 64 && dv == 64 && wgmma_enabled(); }
-
-void dkv(const DkvProblem& p) {
+void dkv(const BwdProblem& p) {
   cuda::set_dynamic_smem(dkv_wgmma_kernel, kSmemBytes, "flash attention dK/dV (wgmma)");
   const int64_t blocks = static_cast<int64_t>(p.units) * p.B * ((p.S + TK - 1) / TK);
   dkv_wgmma_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, cuda::current_stream()>>>(p, p.scale * kLog2e);

@@ -33,6 +33,7 @@
 
 #include "core/cuda_context.h"
 #include "kernels/flash_ptx.cuh"
+#include "kernels/sm90a/flash_backward_wgmma.h"
 #include "kernels/sm90a/flash_forward_wgmma.h"
 #include "kernels/sm90a/wgmma.cuh"
 
@@ -56,13 +57,6 @@ constexpr size_t kSmemBytes = kQBytes + 2 * kStages * kKVBytes + 1024;
 struct Dims {
   int B, T, S, nq, nk, nv, gk, gv, off;
 };
-
-// S (this warpgroup's 64 rows x the 64 keys of tile Kt) = Q K^T: 4 steps of k = 16 over d_qk, Q
-// from registers (qf: its A fragments).
-__device__ __forceinline__ void issue_scores(float (&s)[32], const uint32_t (&qf)[D / 16][4], const unsigned char* Kt) {
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs<0>(s, qf[kk], desc(Kt + kk * 32, false), kk > 0);
-}
 
 // One online-softmax step on the scores of the key tile at u0: keys after a row's position (pos)
 // masked when the tile reaches past the warpgroup's first row (diag); the running max m (log2
@@ -126,11 +120,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     load_tile_swz<KN, kThreads>(Ks + st * kKVBytes, kb + u * kstride, kstride, d.S - u);
     load_tile_swz<KN, kThreads>(Vs + st * kKVBytes, vb + u * vstride, vstride, d.S - u);
   };
-  auto issue_pv = [&](float (&o)[32], const uint32_t (&p)[KN / 16][4], int n) {
-    const unsigned char* Vt = Vs + (n % kStages) * kKVBytes;
-#pragma unroll
-    for (int kk = 0; kk < KN / 16; ++kk) wgmma_m64n64k16_rs<1>(o, p[kk], desc(Vt + kk * 16 * 128, true), 1);
-  };
 
   load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * D, static_cast<int64_t>(d.nq) * D,
                     d.T - t0);
@@ -153,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   uint32_t qf[D / 16][4];  // this warp's 16 rows of Q, the A operand of every S
   load_a_frags(qf, Qs, wg * 64 + warp * 16);
   wgmma_fence();
-  issue_scores(s, qf, Ks);
+  issue_64x64<false>(s, qf, Ks, false);
   wgmma_commit();
   wgmma_wait<0>();
   fence_regs(s);
@@ -168,9 +157,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     cp_commit();
     fence_regs(o);
     wgmma_fence();
-    issue_scores(s, qf, Ks + ((n + 1) % kStages) * kKVBytes);
+    issue_64x64<false>(s, qf, Ks + ((n + 1) % kStages) * kKVBytes, false);
     wgmma_commit();
-    issue_pv(o, p, n);
+    issue_64x64<true>(o, p, Vs + (n % kStages) * kKVBytes, true);
     wgmma_commit();
     wgmma_wait<1>();  // S(n + 1); P(n) V(n) may still run
     fence_regs(s);
@@ -188,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   // The last tile's P V (its K and V arrived before the last loop iteration's barrier).
   fence_regs(o);
   wgmma_fence();
-  issue_pv(o, p, ntiles - 1);
+  issue_64x64<true>(o, p, Vs + ((ntiles - 1) % kStages) * kKVBytes, true);
   wgmma_commit();
   wgmma_wait<0>();
   fence_regs(o);
@@ -212,6 +201,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 }  // namespace
 
 bool flash_forward_available(const AttnDims& a) { return a.dqk == 64 && a.dv == 64 && wgmma_enabled(); }
+
+bool backward_available(int64_t dqk, int64_t dv) { return dqk == 64 && dv == 64 && wgmma_enabled(); }
 
 bool wgmma_enabled() {
   if (const char* e = std::getenv("GTA_FLASH_WGMMA"); e && std::atoi(e) == 0) return false;

@@ -95,4 +95,15 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
 }
 
+// The 64 x 64 products of a warpgroup: acc (= 0 first when !accumulate) += A (registers, 4 k-steps
+// of 16) B (a swizzled 64-row tile; K-major: k = d, 32-byte steps; MN-major: k = rows, 16 rows per step).
+template <bool kMnMajor>
+__device__ __forceinline__ void issue_64x64(float (&acc)[32], const uint32_t (&a)[4][4], const unsigned char* b,
+                                            bool accumulate) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_m64n64k16_rs<kMnMajor ? 1 : 0>(acc, a[kk], desc(b + (kMnMajor ? kk * 16 * 128 : kk * 32), kMnMajor),
+                                         accumulate || kk > 0);
+}
+
 }  // namespace gta::kernels::sm90a::wgmma

@@ -1,0 +1,173 @@
+// dQ of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = d_v = 64.
+//
+// Math (kernels/flash_attention.cu has the whole derivation): for query t of head i at position p
+// and keys u <= p, with P = 2^(s scale log2e - lse log2e), s = q_t . k_u and dP = dout_t . v_u,
+//   dS = P (dP - D_t),   dq_t = scale sum_u dS k_u.
+// Tiling: one CTA per (128 queries, query head, batch), heaviest tiles first; 2 warpgroups of 128
+// threads, each owning 64 queries (wgmma's M), whose Q and dO rows stay in registers as A
+// fragments (and lse, D of its two rows per thread). K and V tiles of 64 keys pass through a
+// 4-stage cp.async ring, loaded two tiles ahead (128-byte-swizzled, see wgmma.cuh). Per key tile
+// n, each warpgroup computes (all m64n64k16, A from registers, B from shared memory)
+//   S  = Q K^T       B = K  K-major        dP = dO V^T     B = V  K-major
+//   P, dS elementwise in registers (causal mask on tiles crossing the diagonal)
+//   dQ += dS K       B = K  MN-major
+// pipelined as the forward: S(n+1), dP(n+1) are issued with dQ(n), and the elementwise work on
+// tile n+1 runs while the tensor cores finish dQ(n); dS(n) stays in its registers until then.
+// Control flow is uniform over the warpgroup (both run every tile; masking is decided per CTA).
+// Rows past T are computed on zero-filled Q and dO and not stored.
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/cuda_context.h"
+#include "kernels/flash_ptx.cuh"
+#include "kernels/sm90a/flash_backward_wgmma.h"
+#include "kernels/sm90a/wgmma.cuh"
+
+namespace gta::kernels::sm90a {
+
+namespace {
+
+using namespace flash;
+using namespace wgmma;
+constexpr int kThreads = 256;        // 2 warpgroups
+constexpr int TM = 128;              // queries per CTA
+constexpr int KN = 64;               // keys per tile
+constexpr int D = 64;                // d_qk = d_v
+constexpr int kStages = 4;           // tile n in use, n+1 resident, n+2 and n+3 in flight
+constexpr int kQBytes = TM * D * 2;  // 16 KB
+constexpr int kKBytes = KN * D * 2;  // 8 KB
+// Q, dO, K[4], V[4], plus 1 KB to align the base to 1024 bytes: 97 KB, one CTA per SM (registers).
+constexpr size_t kSmemBytes = 2 * kQBytes + 2 * kStages * kKBytes + 1024;
+
+__global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, float sl2) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* Qs = base;
+  unsigned char* Gs = base + kQBytes;                         // dO
+  unsigned char* Ks = base + 2 * kQBytes;                     // [kStages]
+  unsigned char* Vs = base + 2 * kQBytes + kStages * kKBytes;  // [kStages]
+  const int i = blockIdx.x, b = blockIdx.y;
+  const int t0 = (gridDim.z - 1 - blockIdx.z) * TM;  // heaviest tiles first
+  const int kh = i / d.gk, vh = i / d.gv;
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int64_t kstride = static_cast<int64_t>(d.nk) * D, vstride = static_cast<int64_t>(d.nv) * D;
+  const bf16* kb = static_cast<const bf16*>(d.k) + (static_cast<int64_t>(b) * d.S * d.nk + kh) * D;
+  const bf16* vb = static_cast<const bf16*>(d.v) + (static_cast<int64_t>(b) * d.S * d.nv + vh) * D;
+  const int ntiles = (min(d.S, d.off + t0 + TM) + KN - 1) / KN;
+  const int row0 = wg * 64 + warp * 16 + lane / 4;  // this thread's first row in the tile
+  const int pos[2] = {d.off + t0 + row0, d.off + t0 + row0 + 8};
+  const int diag0 = d.off + t0;  // key tiles reaching past this position are masked
+  auto load_kv = [&](int n) {
+    const int u = n * KN, st = n % kStages;
+    load_tile_swz<KN, kThreads>(Ks + st * kKBytes, kb + u * kstride, kstride, d.S - u);
+    load_tile_swz<KN, kThreads>(Vs + st * kKBytes, vb + u * vstride, vstride, d.S - u);
+  };
+
+  const int64_t r0 = (static_cast<int64_t>(b) * d.T + t0) * d.nq + i;
+  load_tile_swz<TM, kThreads>(Qs, static_cast<const bf16*>(d.q) + r0 * D, static_cast<int64_t>(d.nq) * D, d.T - t0);
+  load_tile_swz<TM, kThreads>(Gs, static_cast<const bf16*>(d.dout) + r0 * D, static_cast<int64_t>(d.nq) * D, d.T - t0);
+  load_kv(0);
+  cp_commit();
+  for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last tile): one group per tile
+    if (n < ntiles) load_kv(n);
+    cp_commit();
+  }
+  // lse (in log2 units) and D of this thread's two rows; rows past T read as 0 (they add nothing).
+  float l2[2], Dr[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int t = t0 + row0 + 8 * h;
+    const int64_t idx = (static_cast<int64_t>(b) * d.nq + i) * d.T + t;
+    l2[h] = t < d.T ? d.lse[idx] * kLog2e : 0.f;
+    Dr[h] = t < d.T ? d.D[idx] : 0.f;
+  }
+  cp_wait_group<2>();  // Q, dO and tile 0
+  fence_async_smem();
+  __syncthreads();
+
+  uint32_t qf[4][4], gf[4][4];  // this warp's 16 rows of Q and dO: A fragments over d
+  load_a_frags(qf, Qs, wg * 64 + warp * 16);
+  load_a_frags(gf, Gs, wg * 64 + warp * 16);
+  float acc[32], s[32] = {}, dp[32] = {};
+#pragma unroll
+  for (int e = 0; e < 32; ++e) acc[e] = 0.f;
+  uint32_t sf[4][4];  // dS of the tile whose dQ product runs
+
+  // s[4 j + e]: row g + 8 (e / 2), key u0 + 8 j + 2 (lane % 4) + (e & 1). dS in place of dp.
+  auto elementwise = [&](int n) {
+    const int u0 = n * KN;
+    const bool diag = u0 + KN - 1 > diag0;
+#pragma unroll
+    for (int j = 0; j < KN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float p = ex2(fmaf(s[4 * j + e], sl2, -l2[e / 2]));
+        if (diag && u0 + j * 8 + 2 * (lane % 4) + (e & 1) > pos[e / 2]) p = 0.f;
+        dp[4 * j + e] = p * (dp[4 * j + e] - Dr[e / 2]);
+      }
+  };
+  auto issue_scores = [&](int n) {  // S, dP of key tile n
+    issue_64x64<false>(s, qf, Ks + (n % kStages) * kKBytes, false);
+    issue_64x64<false>(dp, gf, Vs + (n % kStages) * kKBytes, false);
+  };
+
+  wgmma_fence();
+  issue_scores(0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(s);
+  fence_regs(dp);
+  elementwise(0);
+  to_a_frag<KN>(sf, reinterpret_cast<const float(&)[KN / 8][4]>(dp));
+
+  for (int n = 0; n + 1 < ntiles; ++n) {
+    cp_wait_group<1>();  // tiles up to n + 1
+    fence_async_smem();
+    __syncthreads();  // tile n + 1 resident; every warpgroup done with tile n - 1's stage
+    if (n + 3 < ntiles) load_kv(n + 3);
+    cp_commit();
+    fence_regs(acc);
+    wgmma_fence();
+    issue_scores(n + 1);
+    wgmma_commit();
+    issue_64x64<true>(acc, sf, Ks + (n % kStages) * kKBytes, true);  // dQ += dS K
+    wgmma_commit();
+    wgmma_wait<1>();  // S, dP of tile n + 1; tile n's dQ product may still run
+    fence_regs(s);
+    fence_regs(dp);
+    elementwise(n + 1);
+    wgmma_wait<0>();
+    fence_regs(acc);
+    fence_regs(sf);  // operand of tile n's product until here
+    to_a_frag<KN>(sf, reinterpret_cast<const float(&)[KN / 8][4]>(dp));
+  }
+  fence_regs(acc);
+  wgmma_fence();
+  issue_64x64<true>(acc, sf, Ks + ((ntiles - 1) % kStages) * kKBytes, true);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(acc);
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int t = t0 + row0 + 8 * h;
+    if (t >= d.T) continue;
+    bf16* row = static_cast<bf16*>(d.dq) + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * D + 2 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+      *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(acc[4 * j + 2 * h] * d.scale, acc[4 * j + 2 * h + 1] * d.scale);
+  }
+}
+
+}  // namespace
+
+void dq(const BwdProblem& p) {
+  cuda::set_dynamic_smem(dq_wgmma_kernel, kSmemBytes, "flash attention dQ (wgmma)");
+  const dim3 grid(static_cast<unsigned>(p.nq), static_cast<unsigned>(p.B), static_cast<unsigned>((p.T + TM - 1) / TM));
+  dq_wgmma_kernel<<<grid, kThreads, kSmemBytes, cuda::current_stream()>>>(p, p.scale * kLog2e);
+  GTA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace gta::kernels::sm90a
