@@ -879,10 +879,11 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
     dsum_kernel<DV><<<static_cast<unsigned>((rows * 4 + 255) / 256), 256, 0, stream>>>(d, out, dout, D);
     GTA_CUDA_CHECK_LAUNCH();
   }
-  // On an H100, 64/64 heads run the wgmma dK/dV and dQ kernels (same units, same outputs).
+  // On an H100, d_qk 64 with d_v 64 or 96 runs the wgmma dK/dV and dQ kernels (same units, same
+  // outputs).
   if (sm90a::backward_available(DQK, DV)) {
     const sm90a::BwdProblem p{d.B,  d.T,   d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off,
-                              scale, q, k, v, dout, lse, D, dq, dk, dv, pk, pv};
+                              DV,   scale, q,   k,    v,    dout, lse,  D,    dq,   dk,      dv,    pk, pv};
     sm90a::dkv(p);
     sm90a::dq(p);
   } else {

@@ -1,4 +1,4 @@
-// dK / dV of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = d_v = 64.
+// dK / dV of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = 64, d_v = 64 or 96.
 //
 // Math (kernels/flash_attention.cu has the whole derivation): for key u and query t of head i at
 // position p >= u, with P = 2^(s scale log2e - lse log2e) and s = q_t . k_u,
@@ -6,12 +6,14 @@
 // Tiling: one CTA per (128 keys, batch, unit), key tile 0 (the heaviest: every query sees it)
 // first; 2 warpgroups of 128 threads, each owning 64 keys (wgmma's M), whose K and V rows stay in
 // registers as A fragments. The CTA loops over the unit's heads and, per head, over query tiles of
-// 64 from the first that sees its keys; Q, dO (128-byte-swizzled, see wgmma.cuh), lse and D of
-// each tile pass through a 4-stage cp.async ring, loaded two tiles ahead. Per query tile n, each
+// 64 from the first that sees its keys; Q, dO (swizzled, see wgmma.cuh; d_v = 96 is a wide and a
+// narrow tile), lse and D of each tile pass through a 4-stage cp.async ring, loaded two tiles
+// ahead. Per query tile n, each
 // warpgroup computes (all m64n64k16, A from registers, B from shared memory)
 //   S^T  = K Q^T         B = Q   K-major       dP^T = V dO^T    B = dO  K-major
 //   P^T, dS^T elementwise in registers (causal mask on tiles crossing the diagonal)
 //   dV  += P^T dO        B = dO  MN-major      dK  += dS^T Q    B = Q   MN-major
+// (d_v = 96: dP^T's k-steps run over both dO tiles, and dV is a 64- and a 32-column product).
 // pipelined as in the forward: S^T(n+1), dP^T(n+1) are issued with dV(n), dK(n), and the
 // elementwise work on tile n+1 runs while the tensor cores finish tile n's products; P^T(n) and
 // dS^T(n) stay in their registers until then. Control flow is uniform over the warpgroup (every
@@ -35,31 +37,46 @@ namespace {
 
 using namespace flash;
 using namespace wgmma;
-constexpr int kThreads = 256;          // 2 warpgroups
-constexpr int TK = 128;                // keys per CTA
-constexpr int BQ = 64;                 // queries per tile
-constexpr int D = 64;                  // d_qk = d_v
-constexpr int kStages = 4;             // tile n in use, n+1 resident, n+2 and n+3 in flight
-constexpr int kKBytes = TK * D * 2;    // 16 KB
-constexpr int kQBytes = BQ * D * 2;    // 8 KB
-constexpr int kStageBytes = 2 * kQBytes + 1024;  // Q, dO, lse[64] and D[64] (padded to 1 KB)
-// K, V, the ring, plus 1 KB to align the base to 1024 bytes: 101 KB, one CTA per SM (registers).
-constexpr size_t kSmemBytes = 2 * kKBytes + kStages * kStageBytes + 1024;
-static_assert(kStageBytes % 1024 == 0, "stages must keep the tiles 1024-byte aligned");
+constexpr int kThreads = 256;           // 2 warpgroups
+constexpr int TK = 128;                 // keys per CTA
+constexpr int BQ = 64;                  // queries per tile
+constexpr int DQK = 64;                 // d_qk
+constexpr int kStages = 4;              // tile n in use, n+1 resident, n+2 and n+3 in flight
+constexpr int kWideK = TK * 128;        // a wide tile of the CTA's keys: 16 KB
+constexpr int kWideQ = BQ * 128;        // a wide tile of a query tile: 8 KB
 
+// Shared memory for d_v = DV (64, or 96 = a wide and a narrow tile): K, V (+ narrow), then the
+// ring of stages, each Q, dO (+ narrow), lse[64] and D[64] (padded to 1 KB); plus 1 KB to align the
+// base to 1024 bytes. DV 64: 101 KB, 96: 125 KB; one CTA per SM (registers).
+template <int DV>
+struct Smem {
+  static constexpr bool kNarrow = DV == 96;
+  static constexpr int kV2 = 2 * kWideK;                          // narrow V tile (DV 96)
+  static constexpr int kRing = kV2 + (kNarrow ? TK * 64 : 0);
+  static constexpr int kG2 = 2 * kWideQ;                          // in a stage: narrow dO tile
+  static constexpr int kLD = kG2 + (kNarrow ? BQ * 64 : 0);       // in a stage: lse, D
+  static constexpr int kStage = kLD + 1024;
+  static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
+  static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
+};
+
+template <int DV>
 __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, float sl2) {
+  using L = Smem<DV>;
+  constexpr bool kNarrow = L::kNarrow;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Ks = base;
-  unsigned char* Vs = base + kKBytes;
-  unsigned char* ring = base + 2 * kKBytes;  // stage: Q tile, dO tile, lse[64], D[64]
+  unsigned char* Vs = base + kWideK;
+  unsigned char* Vs2 = base + L::kV2;
+  unsigned char* ring = base + L::kRing;
   const int blk = static_cast<int>(blockIdx.x);
   const int unit = blk % d.units, b = blk / d.units % d.B, u0 = blk / d.units / d.B * TK;
   const int h0 = unit * d.gu, kh = h0 / d.gk, vh = h0 / d.gv;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const bf16* q = static_cast<const bf16*>(d.q);
   const bf16* dout = static_cast<const bf16*>(d.dout);
-  const int64_t rstride = static_cast<int64_t>(d.nq) * D;  // Q and dO rows
+  const int64_t qstride = static_cast<int64_t>(d.nq) * DQK, gstride = static_cast<int64_t>(d.nq) * DV;
 
   const int tfirst = max(0, u0 - d.off) / BQ * BQ;  // first query tile that sees a key of this CTA
   const int ntq = (d.T - tfirst + BQ - 1) / BQ;
@@ -67,13 +84,14 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   int ld_head = h0, ld_t0 = tfirst;  // the step loaded next (loads run in step order)
   auto load_step = [&](int n) {
     const int valid = d.T - ld_t0;
-    unsigned char* st = ring + (n % kStages) * kStageBytes;
+    unsigned char* st = ring + (n % kStages) * L::kStage;
     const int64_t r0 = (static_cast<int64_t>(b) * d.T + ld_t0) * d.nq + ld_head;
-    load_tile_swz<BQ, kThreads>(st, q + r0 * D, rstride, valid);
-    load_tile_swz<BQ, kThreads>(st + kQBytes, dout + r0 * D, rstride, valid);
+    load_tile_swz<BQ, kThreads>(st, q + r0 * DQK, qstride, valid);
+    load_tile_swz<BQ, kThreads>(st + kWideQ, dout + r0 * DV, gstride, valid);
+    if constexpr (kNarrow) load_tile_swz64<BQ, kThreads>(st + L::kG2, dout + r0 * DV + 64, gstride, valid);
     const int tid = threadIdx.x, j = tid % BQ;
     const int64_t row = (static_cast<int64_t>(b) * d.nq + ld_head) * d.T + ld_t0 + (j < valid ? j : 0);
-    float* ld = reinterpret_cast<float*>(st + 2 * kQBytes);
+    float* ld = reinterpret_cast<float*>(st + L::kLD);
     if (tid < BQ) cp_async4(ld + j, d.lse + row, j < valid);
     else if (tid < 2 * BQ) cp_async4(ld + BQ + j, d.D + row, j < valid);
     ld_t0 += BQ;
@@ -83,10 +101,12 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     }
   };
 
-  load_tile_swz<TK, kThreads>(Ks, static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * D,
-                              static_cast<int64_t>(d.nk) * D, d.S - u0);
-  load_tile_swz<TK, kThreads>(Vs, static_cast<const bf16*>(d.v) + ((static_cast<int64_t>(b) * d.S + u0) * d.nv + vh) * D,
-                              static_cast<int64_t>(d.nv) * D, d.S - u0);
+  const int64_t vstride = static_cast<int64_t>(d.nv) * DV;
+  const bf16* vrow = static_cast<const bf16*>(d.v) + ((static_cast<int64_t>(b) * d.S + u0) * d.nv + vh) * DV;
+  load_tile_swz<TK, kThreads>(Ks, static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK,
+                              static_cast<int64_t>(d.nk) * DQK, d.S - u0);
+  load_tile_swz<TK, kThreads>(Vs, vrow, vstride, d.S - u0);
+  if constexpr (kNarrow) load_tile_swz64<TK, kThreads>(Vs2, vrow + 64, vstride, d.S - u0);
   load_step(0);
   cp_commit();
   for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last step): one group per step
@@ -97,12 +117,15 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   fence_async_smem();
   __syncthreads();
 
-  uint32_t kf[4][4], vf[4][4];  // this warp's 16 keys of K and V: A fragments over d
+  uint32_t kf[4][4], vf[DV / 16][4];  // this warp's 16 keys of K and V: A fragments over d
   load_a_frags(kf, Ks, wg * 64 + warp * 16);
-  load_a_frags(vf, Vs, wg * 64 + warp * 16);
-  float dka[32], dva[32], s[32] = {}, dp[32] = {};
+  load_a_frags(*reinterpret_cast<uint32_t(*)[4][4]>(&vf[0]), Vs, wg * 64 + warp * 16);
+  if constexpr (kNarrow) load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&vf[4]), Vs2, wg * 64 + warp * 16);
+  float dka[32], dva[32], dvb[kNarrow ? 16 : 1], s[32] = {}, dp[32] = {};  // dvb: dV columns 64..95
 #pragma unroll
   for (int e = 0; e < 32; ++e) dka[e] = dva[e] = 0.f;
+#pragma unroll
+  for (int e = 0; e < (kNarrow ? 16 : 1); ++e) dvb[e] = 0.f;
   uint32_t pf[4][4], sf[4][4];  // P^T and dS^T of the step whose dV, dK products run
   // s[4 j + e]: key (row) u0 + 64 wg + 16 warp + lane / 4 + 8 (e / 2), query (column) t0 + 8 j + 2 (lane % 4) + (e & 1)
   const int key[2] = {u0 + wg * 64 + warp * 16 + lane / 4, u0 + wg * 64 + warp * 16 + lane / 4 + 8};
@@ -110,19 +133,18 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   // P^T and dS^T of step n from S^T and dP^T in place (s -> P, dp -> dS); called in step order.
   int ew_t0 = tfirst;  // query tile of the step elementwise works on next
   auto elementwise = [&](int n) {
-    const unsigned char* st = ring + (n % kStages) * kStageBytes;
-    const float* Ls = reinterpret_cast<const float*>(st + 2 * kQBytes);
+    const float* Ls = reinterpret_cast<const float*>(ring + (n % kStages) * L::kStage + L::kLD);
     const float* Ds = Ls + BQ;
     const int pos0 = d.off + ew_t0;
     ew_t0 = ew_t0 + BQ >= d.T ? tfirst : ew_t0 + BQ;
     const bool diag = u0 + TK - 1 > pos0;  // some key of the CTA after some query of the tile
 #pragma unroll
     for (int j = 0; j < BQ / 8; ++j) {
-      const float2 L = *reinterpret_cast<const float2*>(Ls + j * 8 + 2 * (lane % 4));
+      const float2 Lv = *reinterpret_cast<const float2*>(Ls + j * 8 + 2 * (lane % 4));
       const float2 Dv = *reinterpret_cast<const float2*>(Ds + j * 8 + 2 * (lane % 4));
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        float p = ex2(fmaf(s[4 * j + e], sl2, -((e & 1) ? L.y : L.x) * kLog2e));
+        float p = ex2(fmaf(s[4 * j + e], sl2, -((e & 1) ? Lv.y : Lv.x) * kLog2e));
         if (diag && key[e / 2] > pos0 + j * 8 + 2 * (lane % 4) + (e & 1)) p = 0.f;
         s[4 * j + e] = p;
         dp[4 * j + e] = p * (dp[4 * j + e] - ((e & 1) ? Dv.y : Dv.x));
@@ -134,14 +156,23 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     to_a_frag<BQ>(sf, reinterpret_cast<const float(&)[BQ / 8][4]>(dp));
   };
   auto issue_scores = [&](int n) {  // S^T, dP^T of step n
-    const unsigned char* st = ring + (n % kStages) * kStageBytes;
+    const unsigned char* st = ring + (n % kStages) * L::kStage;
     issue_64x64<false>(s, kf, st, false);
-    issue_64x64<false>(dp, vf, st + kQBytes, false);
+    if constexpr (kNarrow)
+      issue_64x64_k96(dp, vf, st + kWideQ, st + L::kG2, false);
+    else
+      issue_64x64<false>(dp, vf, st + kWideQ, false);
   };
   auto issue_grads = [&](int n) {  // dV += P^T dO, dK += dS^T Q of step n
-    const unsigned char* st = ring + (n % kStages) * kStageBytes;
-    issue_64x64<true>(dva, pf, st + kQBytes, true);
+    const unsigned char* st = ring + (n % kStages) * L::kStage;
+    issue_64x64<true>(dva, pf, st + kWideQ, true);
+    if constexpr (kNarrow) issue_64x32_mn(dvb, pf, st + L::kG2);
     issue_64x64<true>(dka, sf, st, true);
+  };
+  auto fence_acc = [&]() {
+    fence_regs(dka);
+    fence_regs(dva);
+    fence_regs(dvb);
   };
 
   wgmma_fence();
@@ -159,8 +190,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     __syncthreads();  // step n + 1 resident; every warpgroup done with step n - 1's stage
     if (n + 3 < steps) load_step(n + 3);
     cp_commit();
-    fence_regs(dka);
-    fence_regs(dva);
+    fence_acc();
     wgmma_fence();
     issue_scores(n + 1);
     wgmma_commit();
@@ -171,20 +201,17 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     fence_regs(dp);
     elementwise(n + 1);
     wgmma_wait<0>();
-    fence_regs(dka);
-    fence_regs(dva);
+    fence_acc();
     fence_regs(pf);  // operands of step n's products until here
     fence_regs(sf);
     pack();
   }
-  fence_regs(dka);
-  fence_regs(dva);
+  fence_acc();
   wgmma_fence();
   issue_grads(steps - 1);
   wgmma_commit();
   wgmma_wait<0>();
-  fence_regs(dka);
-  fence_regs(dva);
+  fence_acc();
 
   // write back: bf16 when this unit is the whole key (value) group, else fp32 partials
   const int c = 2 * (lane % 4);
@@ -193,37 +220,44 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     const int u = key[h];
     if (u >= d.S) continue;
     if (d.gu == d.gk) {
-      bf16* row = static_cast<bf16*>(d.dk) + ((static_cast<int64_t>(b) * d.S + u) * d.nk + kh) * D + c;
+      bf16* row = static_cast<bf16*>(d.dk) + ((static_cast<int64_t>(b) * d.S + u) * d.nk + kh) * DQK + c;
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j)
+      for (int j = 0; j < DQK / 8; ++j)
         *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dka[4 * j + 2 * h] * d.scale, dka[4 * j + 2 * h + 1] * d.scale);
     } else {
-      float* row = d.pk + ((static_cast<int64_t>(b) * d.units + unit) * d.S + u) * D + c;
+      float* row = d.pk + ((static_cast<int64_t>(b) * d.units + unit) * d.S + u) * DQK + c;
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j)
+      for (int j = 0; j < DQK / 8; ++j)
         *reinterpret_cast<float2*>(row + j * 8) = make_float2(dka[4 * j + 2 * h] * d.scale, dka[4 * j + 2 * h + 1] * d.scale);
     }
+    // dV columns 8 j + c (dva, j < 8) and 64 + 8 j + c (dvb, j < 4)
+    auto dv_at = [&](int j, int e) { return j < 8 ? dva[4 * j + 2 * h + e] : dvb[kNarrow ? 4 * (j - 8) + 2 * h + e : 0]; };
     if (d.gu == d.gv) {
-      bf16* row = static_cast<bf16*>(d.dv) + ((static_cast<int64_t>(b) * d.S + u) * d.nv + vh) * D + c;
+      bf16* row = static_cast<bf16*>(d.dv) + ((static_cast<int64_t>(b) * d.S + u) * d.nv + vh) * DV + c;
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j)
-        *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dva[4 * j + 2 * h], dva[4 * j + 2 * h + 1]);
+      for (int j = 0; j < DV / 8; ++j) *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dv_at(j, 0), dv_at(j, 1));
     } else {
-      float* row = d.pv + ((static_cast<int64_t>(b) * d.units + unit) * d.S + u) * D + c;
+      float* row = d.pv + ((static_cast<int64_t>(b) * d.units + unit) * d.S + u) * DV + c;
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j)
-        *reinterpret_cast<float2*>(row + j * 8) = make_float2(dva[4 * j + 2 * h], dva[4 * j + 2 * h + 1]);
+      for (int j = 0; j < DV / 8; ++j) *reinterpret_cast<float2*>(row + j * 8) = make_float2(dv_at(j, 0), dv_at(j, 1));
     }
   }
+}
+
+template <int DV>
+void launch_dkv(const BwdProblem& p) {
+  cuda::set_dynamic_smem(dkv_wgmma_kernel<DV>, Smem<DV>::kBytes, "flash attention dK/dV (wgmma)");
+  const int64_t blocks = static_cast<int64_t>(p.units) * p.B * ((p.S + TK - 1) / TK);
+  dkv_wgmma_kernel<DV><<<static_cast<unsigned>(blocks), kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(
+      p, p.scale * kLog2e);
+  GTA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void dkv(const BwdProblem& p) {
-  cuda::set_dynamic_smem(dkv_wgmma_kernel, kSmemBytes, "flash attention dK/dV (wgmma)");
-  const int64_t blocks = static_cast<int64_t>(p.units) * p.B * ((p.S + TK - 1) / TK);
-  dkv_wgmma_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, cuda::current_stream()>>>(p, p.scale * kLog2e);
-  GTA_CUDA_CHECK_LAUNCH();
+  if (p.dv_width == 96) return launch_dkv<96>(p);
+  launch_dkv<64>(p);
 }
 
 }  // namespace gta::kernels::sm90a

@@ -1,4 +1,4 @@
-// dQ of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = d_v = 64.
+// dQ of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = 64, d_v = 64 or 96.
 //
 // Math (kernels/flash_attention.cu has the whole derivation): for query t of head i at position p
 // and keys u <= p, with P = 2^(s scale log2e - lse log2e), s = q_t . k_u and dP = dout_t . v_u,
@@ -6,7 +6,8 @@
 // Tiling: one CTA per (128 queries, query head, batch), heaviest tiles first; 2 warpgroups of 128
 // threads, each owning 64 queries (wgmma's M), whose Q and dO rows stay in registers as A
 // fragments (and lse, D of its two rows per thread). K and V tiles of 64 keys pass through a
-// 4-stage cp.async ring, loaded two tiles ahead (128-byte-swizzled, see wgmma.cuh). Per key tile
+// 4-stage cp.async ring, loaded two tiles ahead (swizzled, see wgmma.cuh; d_v = 96 is a wide and
+// a narrow tile, and dP's k-steps run over both). Per key tile
 // n, each warpgroup computes (all m64n64k16, A from registers, B from shared memory)
 //   S  = Q K^T       B = K  K-major        dP = dO V^T     B = V  K-major
 //   P, dS elementwise in registers (causal mask on tiles crossing the diagonal)
@@ -31,43 +32,61 @@ namespace {
 
 using namespace flash;
 using namespace wgmma;
-constexpr int kThreads = 256;        // 2 warpgroups
-constexpr int TM = 128;              // queries per CTA
-constexpr int KN = 64;               // keys per tile
-constexpr int D = 64;                // d_qk = d_v
-constexpr int kStages = 4;           // tile n in use, n+1 resident, n+2 and n+3 in flight
-constexpr int kQBytes = TM * D * 2;  // 16 KB
-constexpr int kKBytes = KN * D * 2;  // 8 KB
-// Q, dO, K[4], V[4], plus 1 KB to align the base to 1024 bytes: 97 KB, one CTA per SM (registers).
-constexpr size_t kSmemBytes = 2 * kQBytes + 2 * kStages * kKBytes + 1024;
+constexpr int kThreads = 256;  // 2 warpgroups
+constexpr int TM = 128;        // queries per CTA
+constexpr int KN = 64;         // keys per tile
+constexpr int DQK = 64;        // d_qk
+constexpr int kStages = 4;     // tile n in use, n+1 resident, n+2 and n+3 in flight
 
+// Shared memory for d_v = DV (64, or 96 = a wide and a narrow tile): Q, dO (+ narrow), then the
+// ring of stages, each K, V (+ narrow); plus 1 KB to align the base to 1024 bytes. DV 64: 97 KB,
+// 96: 121 KB; one CTA per SM (registers).
+template <int DV>
+struct Smem {
+  static constexpr bool kNarrow = DV == 96;
+  static constexpr int kG = TM * 128;                        // dO
+  static constexpr int kG2 = 2 * TM * 128;                   // narrow dO
+  static constexpr int kRing = kG2 + (kNarrow ? TM * 64 : 0);
+  static constexpr int kV = KN * 128;                        // in a stage: V
+  static constexpr int kV2 = 2 * KN * 128;                   // in a stage: narrow V
+  static constexpr int kStage = kV2 + (kNarrow ? KN * 64 : 0);
+  static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
+  static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
+};
+
+template <int DV>
 __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, float sl2) {
+  using L = Smem<DV>;
+  constexpr bool kNarrow = L::kNarrow;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Qs = base;
-  unsigned char* Gs = base + kQBytes;                         // dO
-  unsigned char* Ks = base + 2 * kQBytes;                     // [kStages]
-  unsigned char* Vs = base + 2 * kQBytes + kStages * kKBytes;  // [kStages]
+  unsigned char* Gs = base + L::kG;
+  unsigned char* ring = base + L::kRing;  // stage: K, V (+ narrow V)
   const int i = blockIdx.x, b = blockIdx.y;
   const int t0 = (gridDim.z - 1 - blockIdx.z) * TM;  // heaviest tiles first
   const int kh = i / d.gk, vh = i / d.gv;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const int64_t kstride = static_cast<int64_t>(d.nk) * D, vstride = static_cast<int64_t>(d.nv) * D;
-  const bf16* kb = static_cast<const bf16*>(d.k) + (static_cast<int64_t>(b) * d.S * d.nk + kh) * D;
-  const bf16* vb = static_cast<const bf16*>(d.v) + (static_cast<int64_t>(b) * d.S * d.nv + vh) * D;
+  const int64_t kstride = static_cast<int64_t>(d.nk) * DQK, vstride = static_cast<int64_t>(d.nv) * DV;
+  const bf16* kb = static_cast<const bf16*>(d.k) + (static_cast<int64_t>(b) * d.S * d.nk + kh) * DQK;
+  const bf16* vb = static_cast<const bf16*>(d.v) + (static_cast<int64_t>(b) * d.S * d.nv + vh) * DV;
   const int ntiles = (min(d.S, d.off + t0 + TM) + KN - 1) / KN;
   const int row0 = wg * 64 + warp * 16 + lane / 4;  // this thread's first row in the tile
   const int pos[2] = {d.off + t0 + row0, d.off + t0 + row0 + 8};
   const int diag0 = d.off + t0;  // key tiles reaching past this position are masked
   auto load_kv = [&](int n) {
-    const int u = n * KN, st = n % kStages;
-    load_tile_swz<KN, kThreads>(Ks + st * kKBytes, kb + u * kstride, kstride, d.S - u);
-    load_tile_swz<KN, kThreads>(Vs + st * kKBytes, vb + u * vstride, vstride, d.S - u);
+    const int u = n * KN;
+    unsigned char* st = ring + (n % kStages) * L::kStage;
+    load_tile_swz<KN, kThreads>(st, kb + u * kstride, kstride, d.S - u);
+    load_tile_swz<KN, kThreads>(st + L::kV, vb + u * vstride, vstride, d.S - u);
+    if constexpr (kNarrow) load_tile_swz64<KN, kThreads>(st + L::kV2, vb + u * vstride + 64, vstride, d.S - u);
   };
 
   const int64_t r0 = (static_cast<int64_t>(b) * d.T + t0) * d.nq + i;
-  load_tile_swz<TM, kThreads>(Qs, static_cast<const bf16*>(d.q) + r0 * D, static_cast<int64_t>(d.nq) * D, d.T - t0);
-  load_tile_swz<TM, kThreads>(Gs, static_cast<const bf16*>(d.dout) + r0 * D, static_cast<int64_t>(d.nq) * D, d.T - t0);
+  const bf16* grow = static_cast<const bf16*>(d.dout) + r0 * DV;
+  load_tile_swz<TM, kThreads>(Qs, static_cast<const bf16*>(d.q) + r0 * DQK, static_cast<int64_t>(d.nq) * DQK, d.T - t0);
+  load_tile_swz<TM, kThreads>(Gs, grow, static_cast<int64_t>(d.nq) * DV, d.T - t0);
+  if constexpr (kNarrow) load_tile_swz64<TM, kThreads>(base + L::kG2, grow + 64, static_cast<int64_t>(d.nq) * DV, d.T - t0);
   load_kv(0);
   cp_commit();
   for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last tile): one group per tile
@@ -87,9 +106,11 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
   fence_async_smem();
   __syncthreads();
 
-  uint32_t qf[4][4], gf[4][4];  // this warp's 16 rows of Q and dO: A fragments over d
+  uint32_t qf[4][4], gf[DV / 16][4];  // this warp's 16 rows of Q and dO: A fragments over d
   load_a_frags(qf, Qs, wg * 64 + warp * 16);
-  load_a_frags(gf, Gs, wg * 64 + warp * 16);
+  load_a_frags(*reinterpret_cast<uint32_t(*)[4][4]>(&gf[0]), Gs, wg * 64 + warp * 16);
+  if constexpr (kNarrow)
+    load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&gf[4]), base + L::kG2, wg * 64 + warp * 16);
   float acc[32], s[32] = {}, dp[32] = {};
 #pragma unroll
   for (int e = 0; e < 32; ++e) acc[e] = 0.f;
@@ -109,8 +130,12 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
       }
   };
   auto issue_scores = [&](int n) {  // S, dP of key tile n
-    issue_64x64<false>(s, qf, Ks + (n % kStages) * kKBytes, false);
-    issue_64x64<false>(dp, gf, Vs + (n % kStages) * kKBytes, false);
+    const unsigned char* st = ring + (n % kStages) * L::kStage;
+    issue_64x64<false>(s, qf, st, false);
+    if constexpr (kNarrow)
+      issue_64x64_k96(dp, gf, st + L::kV, st + L::kV2, false);
+    else
+      issue_64x64<false>(dp, gf, st + L::kV, false);
   };
 
   wgmma_fence();
@@ -132,7 +157,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
     wgmma_fence();
     issue_scores(n + 1);
     wgmma_commit();
-    issue_64x64<true>(acc, sf, Ks + (n % kStages) * kKBytes, true);  // dQ += dS K
+    issue_64x64<true>(acc, sf, ring + (n % kStages) * L::kStage, true);  // dQ += dS K
     wgmma_commit();
     wgmma_wait<1>();  // S, dP of tile n + 1; tile n's dQ product may still run
     fence_regs(s);
@@ -145,7 +170,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
   }
   fence_regs(acc);
   wgmma_fence();
-  issue_64x64<true>(acc, sf, Ks + ((ntiles - 1) % kStages) * kKBytes, true);
+  issue_64x64<true>(acc, sf, ring + ((ntiles - 1) % kStages) * L::kStage, true);
   wgmma_commit();
   wgmma_wait<0>();
   fence_regs(acc);
@@ -154,20 +179,26 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
   for (int h = 0; h < 2; ++h) {
     const int t = t0 + row0 + 8 * h;
     if (t >= d.T) continue;
-    bf16* row = static_cast<bf16*>(d.dq) + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * D + 2 * (lane % 4);
+    bf16* row = static_cast<bf16*>(d.dq) + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * DQK + 2 * (lane % 4);
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j)
+    for (int j = 0; j < DQK / 8; ++j)
       *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(acc[4 * j + 2 * h] * d.scale, acc[4 * j + 2 * h + 1] * d.scale);
   }
+}
+
+template <int DV>
+void launch_dq(const BwdProblem& p) {
+  cuda::set_dynamic_smem(dq_wgmma_kernel<DV>, Smem<DV>::kBytes, "flash attention dQ (wgmma)");
+  const dim3 grid(static_cast<unsigned>(p.nq), static_cast<unsigned>(p.B), static_cast<unsigned>((p.T + TM - 1) / TM));
+  dq_wgmma_kernel<DV><<<grid, kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(p, p.scale * kLog2e);
+  GTA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void dq(const BwdProblem& p) {
-  cuda::set_dynamic_smem(dq_wgmma_kernel, kSmemBytes, "flash attention dQ (wgmma)");
-  const dim3 grid(static_cast<unsigned>(p.nq), static_cast<unsigned>(p.B), static_cast<unsigned>((p.T + TM - 1) / TM));
-  dq_wgmma_kernel<<<grid, kThreads, kSmemBytes, cuda::current_stream()>>>(p, p.scale * kLog2e);
-  GTA_CUDA_CHECK_LAUNCH();
+  if (p.dv_width == 96) return launch_dq<96>(p);
+  launch_dq<64>(p);
 }
 
 }  // namespace gta::kernels::sm90a

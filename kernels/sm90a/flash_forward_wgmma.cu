@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 bool flash_forward_available(const AttnDims& a) { return a.dqk == 64 && a.dv == 64 && wgmma_enabled(); }
 
-bool backward_available(int64_t dqk, int64_t dv) { return dqk == 64 && dv == 64 && wgmma_enabled(); }
+bool backward_available(int64_t dqk, int64_t dv) { return dqk == 64 && (dv == 64 || dv == 96) && wgmma_enabled(); }
 
 bool wgmma_enabled() {
   if (const char* e = std::getenv("GTA_FLASH_WGMMA"); e && std::atoi(e) == 0) return false;

@@ -1,12 +1,15 @@
 // Hopper warpgroup matrix multiply (wgmma, sm_90a) building blocks shared by the flash attention
-// kernels of this folder: 128-byte-swizzled shared-memory tiles of 64 bf16 per row, their matrix
-// descriptors, the m64n64k16 product with A in registers, and the fences that order wgmma's
-// asynchronous register and shared-memory accesses.
+// kernels of this folder: swizzled shared-memory tiles, their matrix descriptors, the m64n64k16 and
+// m64n32k16 products, and the fences that order wgmma's asynchronous register and shared-memory
+// accesses.
 //
-// Tile layout: rows of 64 bf16 = 128 bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8)
-// (the 128-byte swizzle, bank-conflict free for both cp.async writes and wgmma reads), tiles
-// 1024-byte aligned. One such tile is read by wgmma either K-major (row = an N index, d along K:
-// K for S = Q K^T) or MN-major (row = a K index, d along N: V for O += P V).
+// Tile layouts (1024-byte aligned):
+//   wide:   rows of 64 bf16 = 128 bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8) (the
+//           128-byte swizzle, bank-conflict free for both cp.async writes and wgmma reads);
+//   narrow: rows of 32 bf16 = 64 bytes, chunk c of row r at chunk c ^ ((r / 2) % 4) (the 64-byte
+//           swizzle): columns 64..95 of a 96-wide head (d_v = 96 is one wide + one narrow tile).
+// A tile is read by wgmma either K-major (row = an N index, d along K: K for S = Q K^T) or
+// MN-major (row = a K index, d along N: V for O += P V).
 #pragma once
 #include <cstdint>
 
@@ -39,12 +42,35 @@ __device__ __forceinline__ void load_tile_swz(unsigned char* dst, const bf16* sr
   }
 }
 
+// Byte offset of 16-byte chunk c (of 4) of row r in a narrow tile (64-byte rows, 64-byte swizzle).
+__device__ __forceinline__ uint32_t swz64(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
+
+// ROWS x 32 bf16 from src (row r at src + r * stride elements) into the narrow tile at dst.
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void load_tile_swz64(unsigned char* dst, const bf16* src, int64_t stride, int valid) {
+  static_assert(ROWS * 4 % THREADS == 0 && THREADS % 32 == 0, "whole rounds of 8-row groups");
+  const int c = threadIdx.x % 4, r0 = threadIdx.x / 4;
+#pragma unroll
+  for (int it = 0; it < ROWS * 4 / THREADS; ++it) {
+    const int r = r0 + it * (THREADS / 4);
+    const bool ok = r < valid;
+    cp_async16(dst + swz64(r, c), ok ? src + r * stride + c * 8 : src, ok);
+  }
+}
+
 // The A fragments (m16n8k16 layout, which wgmma's register A operand shares per warp) of this warp's
 // 16 rows r0 .. r0 + 15 of a swizzled tile, k = 0 .. 63 in 4 steps of 16.
 __device__ __forceinline__ void load_a_frags(uint32_t (&f)[4][4], const unsigned char* tile, int r0) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) ldsm4(f[kk], tile + swz(r0 + lane % 16, 2 * kk + lane / 16));
+}
+
+// Same for a narrow tile: k = 0 .. 31 in 2 steps of 16.
+__device__ __forceinline__ void load_a_frags_narrow(uint32_t (&f)[2][4], const unsigned char* tile, int r0) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk) ldsm4(f[kk], tile + swz64(r0 + lane % 16, 2 * kk + lane / 16));
 }
 
 // A shared-memory matrix descriptor for the 128-byte swizzle: start address, leading and stride
@@ -57,6 +83,14 @@ __device__ __forceinline__ uint64_t desc(const unsigned char* p, bool mn_major) 
   constexpr uint64_t kOff = 1024 >> 4;
   const uint64_t lbo = mn_major ? kOff : 1;
   return ((a & 0x3FFFF) >> 4) | (lbo << 16) | (kOff << 32) | (1ull << 62);
+}
+
+// The same for a narrow tile: layout 2 = 64-byte swizzle, 8-row groups 512 bytes apart.
+__device__ __forceinline__ uint64_t desc_narrow(const unsigned char* p, bool mn_major) {
+  const uint64_t a = smem_addr(p);
+  constexpr uint64_t kOff = 512 >> 4;
+  const uint64_t lbo = mn_major ? kOff : 1;
+  return ((a & 0x3FFFF) >> 4) | (lbo << 16) | (kOff << 32) | (2ull << 62);
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -95,6 +129,26 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
 }
 
+// d (64 x 32 fp32, this thread's 16) = (scale_d ? d : 0) + A B, A in registers as above, B (16 x 32)
+// from shared memory, K-major or (kTransB) MN-major.
+template <int kTransB>
+__device__ __forceinline__ void wgmma_m64n32k16_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d), "n"(kTransB));
+}
+
+// d (64 x 64 fp32) = (scale_d ? d : 0) + A B with both from shared memory, both K-major.
+__device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32], uint64_t a, uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(scale_d));
+}
+
 // The 64 x 64 products of a warpgroup: acc (= 0 first when !accumulate) += A (registers, 4 k-steps
 // of 16) B (a swizzled 64-row tile; K-major: k = d, 32-byte steps; MN-major: k = rows, 16 rows per step).
 template <bool kMnMajor>
@@ -104,6 +158,22 @@ __device__ __forceinline__ void issue_64x64(float (&acc)[32], const uint32_t (&a
   for (int kk = 0; kk < 4; ++kk)
     wgmma_m64n64k16_rs<kMnMajor ? 1 : 0>(acc, a[kk], desc(b + (kMnMajor ? kk * 16 * 128 : kk * 32), kMnMajor),
                                          accumulate || kk > 0);
+}
+
+// acc (64 x 64) (= 0 first when !accumulate) += A B over k = 0 .. 95 (d_v = 96): A in registers
+// (6 k-steps), B K-major from a wide tile (k 0..63) and a narrow one (k 64..95).
+__device__ __forceinline__ void issue_64x64_k96(float (&acc)[32], const uint32_t (&a)[6][4], const unsigned char* b,
+                                                const unsigned char* b_narrow, bool accumulate) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) wgmma_m64n64k16_rs<0>(acc, a[kk], desc(b + kk * 32, false), accumulate || kk > 0);
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk) wgmma_m64n64k16_rs<0>(acc, a[4 + kk], desc_narrow(b_narrow + kk * 32, false), 1);
+}
+
+// acc (64 x 32) += A B: A in registers (4 k-steps), B MN-major from a narrow tile of 64 rows.
+__device__ __forceinline__ void issue_64x32_mn(float (&acc)[16], const uint32_t (&a)[4][4], const unsigned char* b) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) wgmma_m64n32k16_rs<1>(acc, a[kk], desc_narrow(b + kk * 16 * 64, true), 1);
 }
 
 }  // namespace gta::kernels::sm90a::wgmma
