@@ -21,9 +21,10 @@
 // wgmma's accumulator layout per warp is mma.m16n8's per 8 columns: thread lane l holds rows
 // l/4 and l/4 + 8 of the warp's 16, columns 2 (l % 4) + {0, 1} of every 8.
 //
-// Measured on an H100 (B8, MHA 12 x 64): T 8192 forward 2.54 ms against 2.78 ms for the mma.sync
-// forward of flash_attention.cu and 3.04 ms for this kernel before the pipelining and the
-// warpgroup-uniform control flow (ptxas had serialized every wgmma); cuDNN takes 1.77 ms.
+// Measured on an H100 (B8, MHA 12 x 64): T 8192 forward 2.2 ms against 2.7-2.8 ms for the mma.sync
+// forward of flash_attention.cu and 3.04 ms for this kernel before the pipelining, the
+// warpgroup-uniform control flow (ptxas had serialized every wgmma) and the fixed-count tile loads;
+// cuDNN takes 1.8 ms (bench/results/flash_wgmma_h100.md).
 #include <cuda_bf16.h>
 
 #include <algorithm>
