@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/strided.h"
+#include "ops/ops.h"
 #include "optim/clip.h"
 #ifdef GTA_WITH_CUDA
 #include "core/cuda_runtime.h"
@@ -99,7 +100,7 @@ void Zero1::pack(const std::vector<size_t>& ids, Tensor (*pick)(const Param&), c
 
 void Zero1::zero_padding(const Layout& l, int r, const Tensor& flat, int64_t at) {
   const int64_t pad = l.segment - l.used[r];
-  if (pad > 0) copy_strided(flat.slice(0, at + l.used[r], at + l.segment), Tensor::zeros({pad}, l.dtype, l.device));
+  if (pad > 0) ops::fill_(flat.slice(0, at + l.used[r], at + l.segment), 0.0);
 }
 
 void Zero1::reduce_scatter_grads() {
