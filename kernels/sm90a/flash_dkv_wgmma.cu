@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     const int64_t r0 = (static_cast<int64_t>(b) * d.T + ld_t0) * d.nq + ld_head;
     load_tile_swz<BQ, kThreads>(st, q + r0 * DQK, qstride, valid);
     load_tile_swz<BQ, kThreads>(st + kWideQ, dout + r0 * DV, gstride, valid);
-    if constexpr (kNarrow) load_tile_swz64<BQ, kThreads>(st + L::kG2, dout + r0 * DV + 64, gstride, valid);
+    if constexpr (kNarrow) load_tile_swz<BQ, kThreads, 64>(st + L::kG2, dout + r0 * DV + 64, gstride, valid);
     const int tid = threadIdx.x, j = tid % BQ;
     const int64_t row = (static_cast<int64_t>(b) * d.nq + ld_head) * d.T + ld_t0 + (j < valid ? j : 0);
     float* ld = reinterpret_cast<float*>(st + L::kLD);
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   load_tile_swz<TK, kThreads>(Ks, static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK,
                               static_cast<int64_t>(d.nk) * DQK, d.S - u0);
   load_tile_swz<TK, kThreads>(Vs, vrow, vstride, d.S - u0);
-  if constexpr (kNarrow) load_tile_swz64<TK, kThreads>(Vs2, vrow + 64, vstride, d.S - u0);
+  if constexpr (kNarrow) load_tile_swz<TK, kThreads, 64>(Vs2, vrow + 64, vstride, d.S - u0);
   load_step(0);
   cp_commit();
   for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last step): one group per step

@@ -79,14 +79,14 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
     unsigned char* st = ring + (n % kStages) * L::kStage;
     load_tile_swz<KN, kThreads>(st, kb + u * kstride, kstride, d.S - u);
     load_tile_swz<KN, kThreads>(st + L::kV, vb + u * vstride, vstride, d.S - u);
-    if constexpr (kNarrow) load_tile_swz64<KN, kThreads>(st + L::kV2, vb + u * vstride + 64, vstride, d.S - u);
+    if constexpr (kNarrow) load_tile_swz<KN, kThreads, 64>(st + L::kV2, vb + u * vstride + 64, vstride, d.S - u);
   };
 
   const int64_t r0 = (static_cast<int64_t>(b) * d.T + t0) * d.nq + i;
   const bf16* grow = static_cast<const bf16*>(d.dout) + r0 * DV;
   load_tile_swz<TM, kThreads>(Qs, static_cast<const bf16*>(d.q) + r0 * DQK, static_cast<int64_t>(d.nq) * DQK, d.T - t0);
   load_tile_swz<TM, kThreads>(Gs, grow, static_cast<int64_t>(d.nq) * DV, d.T - t0);
-  if constexpr (kNarrow) load_tile_swz64<TM, kThreads>(base + L::kG2, grow + 64, static_cast<int64_t>(d.nq) * DV, d.T - t0);
+  if constexpr (kNarrow) load_tile_swz<TM, kThreads, 64>(base + L::kG2, grow + 64, static_cast<int64_t>(d.nq) * DV, d.T - t0);
   load_kv(0);
   cp_commit();
   for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last tile): one group per tile

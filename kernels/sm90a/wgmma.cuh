@@ -25,36 +25,24 @@ using flash::smem_addr;
 // Byte offset of 16-byte chunk c (of 8) of row r in a swizzled tile of 128-byte rows.
 __device__ __forceinline__ uint32_t swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 
-// ROWS x 64 bf16 from src (row r at src + r * stride elements) into the swizzled tile at dst;
-// rows >= valid zero-filled.
-template <int ROWS, int THREADS>
-__device__ __forceinline__ void load_tile_swz(unsigned char* dst, const bf16* src, int64_t stride, int valid) {
-  // A fixed count of chunks per thread, each thread always the same chunk column: the loop
-  // unrolls and the swizzled offsets fold to constants (a data-dependent loop cost hundreds of
-  // instructions per tile).
-  static_assert(ROWS * 8 % THREADS == 0 && THREADS % 64 == 0, "whole rounds of 8-row groups");
-  const int c = threadIdx.x % 8, r0 = threadIdx.x / 8;
-#pragma unroll
-  for (int it = 0; it < ROWS * 8 / THREADS; ++it) {
-    const int r = r0 + it * (THREADS / 8);
-    const bool ok = r < valid;
-    cp_async16(dst + swz(r, c), ok ? src + r * stride + c * 8 : src, ok);
-  }
-}
-
 // Byte offset of 16-byte chunk c (of 4) of row r in a narrow tile (64-byte rows, 64-byte swizzle).
 __device__ __forceinline__ uint32_t swz64(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
 
-// ROWS x 32 bf16 from src (row r at src + r * stride elements) into the narrow tile at dst.
-template <int ROWS, int THREADS>
-__device__ __forceinline__ void load_tile_swz64(unsigned char* dst, const bf16* src, int64_t stride, int valid) {
-  static_assert(ROWS * 4 % THREADS == 0 && THREADS % 32 == 0, "whole rounds of 8-row groups");
-  const int c = threadIdx.x % 4, r0 = threadIdx.x / 4;
+// ROWS rows of a wide (kRowBytes 128: 64 bf16) or narrow (64: 32 bf16) tile from src (row r at
+// src + r * stride elements) into the swizzled tile at dst; rows >= valid zero-filled. A fixed
+// count of chunks per thread, each thread always the same chunk column: the loop unrolls and the
+// swizzled offsets fold to constants (a data-dependent loop cost hundreds of instructions per tile).
+template <int ROWS, int THREADS, int kRowBytes = 128>
+__device__ __forceinline__ void load_tile_swz(unsigned char* dst, const bf16* src, int64_t stride, int valid) {
+  constexpr int kChunks = kRowBytes / 16;  // per row
+  static_assert(kRowBytes == 128 || kRowBytes == 64, "wide or narrow tiles");
+  static_assert(ROWS * kChunks % THREADS == 0 && (THREADS / kChunks) % 8 == 0, "whole rounds of 8-row groups");
+  const int c = threadIdx.x % kChunks, r0 = threadIdx.x / kChunks;
 #pragma unroll
-  for (int it = 0; it < ROWS * 4 / THREADS; ++it) {
-    const int r = r0 + it * (THREADS / 4);
+  for (int it = 0; it < ROWS * kChunks / THREADS; ++it) {
+    const int r = r0 + it * (THREADS / kChunks);
     const bool ok = r < valid;
-    cp_async16(dst + swz64(r, c), ok ? src + r * stride + c * 8 : src, ok);
+    cp_async16(dst + (kRowBytes == 128 ? swz(r, c) : swz64(r, c)), ok ? src + r * stride + c * 8 : src, ok);
   }
 }
 
