@@ -107,15 +107,8 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
                               static_cast<int64_t>(d.nk) * DQK, d.S - u0);
   load_tile_swz<TK, kThreads>(Vs, vrow, vstride, d.S - u0);
   if constexpr (kNarrow) load_tile_swz<TK, kThreads, 64>(Vs2, vrow + 64, vstride, d.S - u0);
-  load_step(0);
-  cp_commit();
-  for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last step): one group per step
-    if (n < steps) load_step(n);
-    cp_commit();
-  }
-  cp_wait_group<2>();  // K, V and step 0
-  fence_async_smem();
-  __syncthreads();
+  pipeline_prefetch(steps, load_step);
+  pipeline_wait_first();  // K and V land with step 0
 
   uint32_t kf[4][4], vf[DV / 16][4];  // this warp's 16 keys of K and V: A fragments over d
   load_a_frags(kf, Ks, wg * 64 + warp * 16);
@@ -151,67 +144,40 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
       }
     }
   };
-  auto pack = [&]() {
-    to_a_frag<BQ>(pf, reinterpret_cast<const float(&)[BQ / 8][4]>(s));
-    to_a_frag<BQ>(sf, reinterpret_cast<const float(&)[BQ / 8][4]>(dp));
-  };
-  auto issue_scores = [&](int n) {  // S^T, dP^T of step n
-    const unsigned char* st = ring + (n % kStages) * L::kStage;
-    issue_64x64<false>(s, kf, st, false);
-    if constexpr (kNarrow)
-      issue_64x64_k96(dp, vf, st + kWideQ, st + L::kG2, false);
-    else
-      issue_64x64<false>(dp, vf, st + kWideQ, false);
-  };
-  auto issue_grads = [&](int n) {  // dV += P^T dO, dK += dS^T Q of step n
-    const unsigned char* st = ring + (n % kStages) * L::kStage;
-    issue_64x64<true>(dva, pf, st + kWideQ, true);
-    if constexpr (kNarrow) issue_64x32_mn(dvb, pf, st + L::kG2);
-    issue_64x64<true>(dka, sf, st, true);
-  };
-  auto fence_acc = [&]() {
-    fence_regs(dka);
-    fence_regs(dva);
-    fence_regs(dvb);
-  };
-
-  wgmma_fence();
-  issue_scores(0);
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(s);
-  fence_regs(dp);
-  elementwise(0);
-  pack();
-
-  for (int n = 0; n + 1 < steps; ++n) {
-    cp_wait_group<1>();  // steps up to n + 1
-    fence_async_smem();
-    __syncthreads();  // step n + 1 resident; every warpgroup done with step n - 1's stage
-    if (n + 3 < steps) load_step(n + 3);
-    cp_commit();
-    fence_acc();
-    wgmma_fence();
-    issue_scores(n + 1);
-    wgmma_commit();
-    issue_grads(n);
-    wgmma_commit();
-    wgmma_wait<1>();  // S^T, dP^T of step n + 1; step n's dV, dK may still run
-    fence_regs(s);
-    fence_regs(dp);
-    elementwise(n + 1);
-    wgmma_wait<0>();
-    fence_acc();
-    fence_regs(pf);  // operands of step n's products until here
-    fence_regs(sf);
-    pack();
-  }
-  fence_acc();
-  wgmma_fence();
-  issue_grads(steps - 1);
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_acc();
+  pipeline_run(
+      steps, load_step,
+      [&](int n) {  // S^T = K Q^T, dP^T = V dO^T
+        const unsigned char* st = ring + (n % kStages) * L::kStage;
+        issue_64x64<false>(s, kf, st, false);
+        if constexpr (kNarrow)
+          issue_64x64_k96(dp, vf, st + kWideQ, st + L::kG2, false);
+        else
+          issue_64x64<false>(dp, vf, st + kWideQ, false);
+      },
+      [&](int n) {  // dV += P^T dO, dK += dS^T Q
+        const unsigned char* st = ring + (n % kStages) * L::kStage;
+        issue_64x64<true>(dva, pf, st + kWideQ, true);
+        if constexpr (kNarrow) issue_64x32_mn(dvb, pf, st + L::kG2);
+        issue_64x64<true>(dka, sf, st, true);
+      },
+      [&](int n) {
+        fence_regs(s);
+        fence_regs(dp);
+        elementwise(n);
+      },
+      [&]() {
+        fence_regs(dka);
+        fence_regs(dva);
+        fence_regs(dvb);
+      },
+      [&]() {
+        fence_regs(pf);  // operands of the previous step's products until here
+        fence_regs(sf);
+      },
+      [&]() {
+        to_a_frag<BQ>(pf, reinterpret_cast<const float(&)[BQ / 8][4]>(s));
+        to_a_frag<BQ>(sf, reinterpret_cast<const float(&)[BQ / 8][4]>(dp));
+      });
 
   // write back: bf16 when this unit is the whole key (value) group, else fp32 partials
   const int c = 2 * (lane % 4);

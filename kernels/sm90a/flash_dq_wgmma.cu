@@ -87,12 +87,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
   load_tile_swz<TM, kThreads>(Qs, static_cast<const bf16*>(d.q) + r0 * DQK, static_cast<int64_t>(d.nq) * DQK, d.T - t0);
   load_tile_swz<TM, kThreads>(Gs, grow, static_cast<int64_t>(d.nq) * DV, d.T - t0);
   if constexpr (kNarrow) load_tile_swz<TM, kThreads, 64>(base + L::kG2, grow + 64, static_cast<int64_t>(d.nq) * DV, d.T - t0);
-  load_kv(0);
-  cp_commit();
-  for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last tile): one group per tile
-    if (n < ntiles) load_kv(n);
-    cp_commit();
-  }
+  pipeline_prefetch(ntiles, load_kv);
   // lse (in log2 units) and D of this thread's two rows; rows past T read as 0 (they add nothing).
   float l2[2], Dr[2];
 #pragma unroll
@@ -102,9 +97,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
     l2[h] = t < d.T ? d.lse[idx] * kLog2e : 0.f;
     Dr[h] = t < d.T ? d.D[idx] : 0.f;
   }
-  cp_wait_group<2>();  // Q, dO and tile 0
-  fence_async_smem();
-  __syncthreads();
+  pipeline_wait_first();  // Q and dO land with tile 0
 
   uint32_t qf[4][4], gf[DV / 16][4];  // this warp's 16 rows of Q and dO: A fragments over d
   load_a_frags(qf, Qs, wg * 64 + warp * 16);
@@ -129,51 +122,25 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
         dp[4 * j + e] = p * (dp[4 * j + e] - Dr[e / 2]);
       }
   };
-  auto issue_scores = [&](int n) {  // S, dP of key tile n
-    const unsigned char* st = ring + (n % kStages) * L::kStage;
-    issue_64x64<false>(s, qf, st, false);
-    if constexpr (kNarrow)
-      issue_64x64_k96(dp, gf, st + L::kV, st + L::kV2, false);
-    else
-      issue_64x64<false>(dp, gf, st + L::kV, false);
-  };
-
-  wgmma_fence();
-  issue_scores(0);
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(s);
-  fence_regs(dp);
-  elementwise(0);
-  to_a_frag<KN>(sf, reinterpret_cast<const float(&)[KN / 8][4]>(dp));
-
-  for (int n = 0; n + 1 < ntiles; ++n) {
-    cp_wait_group<1>();  // tiles up to n + 1
-    fence_async_smem();
-    __syncthreads();  // tile n + 1 resident; every warpgroup done with tile n - 1's stage
-    if (n + 3 < ntiles) load_kv(n + 3);
-    cp_commit();
-    fence_regs(acc);
-    wgmma_fence();
-    issue_scores(n + 1);
-    wgmma_commit();
-    issue_64x64<true>(acc, sf, ring + (n % kStages) * L::kStage, true);  // dQ += dS K
-    wgmma_commit();
-    wgmma_wait<1>();  // S, dP of tile n + 1; tile n's dQ product may still run
-    fence_regs(s);
-    fence_regs(dp);
-    elementwise(n + 1);
-    wgmma_wait<0>();
-    fence_regs(acc);
-    fence_regs(sf);  // operand of tile n's product until here
-    to_a_frag<KN>(sf, reinterpret_cast<const float(&)[KN / 8][4]>(dp));
-  }
-  fence_regs(acc);
-  wgmma_fence();
-  issue_64x64<true>(acc, sf, ring + ((ntiles - 1) % kStages) * L::kStage, true);
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(acc);
+  pipeline_run(
+      ntiles, load_kv,
+      [&](int n) {  // S = Q K^T, dP = dO V^T
+        const unsigned char* st = ring + (n % kStages) * L::kStage;
+        issue_64x64<false>(s, qf, st, false);
+        if constexpr (kNarrow)
+          issue_64x64_k96(dp, gf, st + L::kV, st + L::kV2, false);
+        else
+          issue_64x64<false>(dp, gf, st + L::kV, false);
+      },
+      [&](int n) { issue_64x64<true>(acc, sf, ring + (n % kStages) * L::kStage, true); },  // dQ += dS K
+      [&](int n) {
+        fence_regs(s);
+        fence_regs(dp);
+        elementwise(n);
+      },
+      [&]() { fence_regs(acc); },
+      [&]() { fence_regs(sf); },  // the operand of the previous tile's product until here
+      [&]() { to_a_frag<KN>(sf, reinterpret_cast<const float(&)[KN / 8][4]>(dp)); });
 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {

@@ -124,15 +124,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * D, static_cast<int64_t>(d.nq) * D,
                     d.T - t0);
-  load_kv(0);
-  cp_commit();
-  for (int n = 1; n < 3; ++n) {  // always commit (empty groups when n >= ntiles): one group per tile
-    if (n < ntiles) load_kv(n);
-    cp_commit();
-  }
-  cp_wait_group<2>();  // Q and tile 0
-  fence_async_smem();  // this thread's copies, visible to wgmma
-  __syncthreads();     // everyone's
+  pipeline_prefetch(ntiles, load_kv);
+  pipeline_wait_first();  // Q lands with tile 0
 
   float o[32];
 #pragma unroll
@@ -142,46 +135,24 @@ __global__ void __launch_bounds__(kThreads, 2)
   uint32_t p[KN / 16][4];  // P(n) as wgmma's register A operand
   uint32_t qf[D / 16][4];  // this warp's 16 rows of Q, the A operand of every S
   load_a_frags(qf, Qs, wg * 64 + warp * 16);
-  wgmma_fence();
-  issue_64x64<false>(s, qf, Ks, false);
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(s);
-  softmax_tile(s, m, l, alpha, 0, pos, KN - 1 > diag0, sl2, lane);  // alpha unused: O is 0
-  to_a_frag<KN>(p, reinterpret_cast<const float(&)[KN / 8][4]>(s));
-
-  for (int n = 0; n + 1 < ntiles; ++n) {
-    cp_wait_group<1>();  // tiles up to n + 1 (tile n + 2 may still be in flight)
-    fence_async_smem();
-    __syncthreads();  // tile n + 1 resident; every warpgroup done with tile n - 1's stage
-    if (n + 3 < ntiles) load_kv(n + 3);  // two iterations ahead of its use by S(n + 3)
-    cp_commit();
-    fence_regs(o);
-    wgmma_fence();
-    issue_64x64<false>(s, qf, Ks + ((n + 1) % kStages) * kKVBytes, false);
-    wgmma_commit();
-    issue_64x64<true>(o, p, Vs + (n % kStages) * kKVBytes, true);
-    wgmma_commit();
-    wgmma_wait<1>();  // S(n + 1); P(n) V(n) may still run
-    fence_regs(s);
-    const int u1 = (n + 1) * KN;
-    softmax_tile(s, m, l, alpha, u1, pos, u1 + KN - 1 > diag0, sl2, lane);
-    wgmma_wait<0>();
-    fence_regs(o);
-    fence_regs(p);  // P(n)'s registers were wgmma's operand until here
+  pipeline_run(
+      ntiles, load_kv,
+      [&](int n) { issue_64x64<false>(s, qf, Ks + (n % kStages) * kKVBytes, false); },  // S = Q K^T
+      [&](int n) { issue_64x64<true>(o, p, Vs + (n % kStages) * kKVBytes, true); },     // O += P V
+      [&](int n) {
+        fence_regs(s);
+        const int u0 = n * KN;
+        softmax_tile(s, m, l, alpha, u0, pos, u0 + KN - 1 > diag0, sl2, lane);
+      },
+      [&]() { fence_regs(o); },
+      [&]() {
+        fence_regs(p);  // P(n - 1)'s registers were wgmma's operand until here
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j)
+        for (int j = 0; j < D / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) o[4 * j + e] *= alpha[e / 2];
-    to_a_frag<KN>(p, reinterpret_cast<const float(&)[KN / 8][4]>(s));
-  }
-  // The last tile's P V (its K and V arrived before the last loop iteration's barrier).
-  fence_regs(o);
-  wgmma_fence();
-  issue_64x64<true>(o, p, Vs + ((ntiles - 1) % kStages) * kKVBytes, true);
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(o);
+          for (int e = 0; e < 4; ++e) o[4 * j + e] *= alpha[e / 2];
+      },
+      [&]() { to_a_frag<KN>(p, reinterpret_cast<const float(&)[KN / 8][4]>(s)); });
 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {

@@ -164,4 +164,72 @@ __device__ __forceinline__ void issue_64x32_mn(float (&acc)[16], const uint32_t 
   for (int kk = 0; kk < 4; ++kk) wgmma_m64n32k16_rs<1>(acc, a[kk], desc_narrow(b + kk * 16 * 64, true), 1);
 }
 
+// The software pipeline of the three flash kernels over `steps` tiles streamed through a 4-stage
+// cp.async ring (tile n in use, n + 1 resident, n + 2 and n + 3 in flight: loads run two tiles
+// ahead). pipeline_prefetch issues tiles 0..2, pipeline_wait_first waits for tile 0 (and every copy
+// issued before it); pipeline_run then, per tile n, issues the products that start tile n + 1 (S, dP) together with
+// tile n's accumulating products (O += P V; dV, dK; dQ), and runs the elementwise work on tile
+// n + 1 while the tensor cores finish tile n. Hooks (lambdas of the kernel):
+//   load(n)          issue tile n's copies (the driver commits them)
+//   issue_scores(n)  the products that start tile n, into the score registers
+//   accumulate(n)    tile n's accumulating products, from its packed operand registers
+//   work(n)          fence the score registers, then the elementwise work on tile n
+//   fence_acc()      fence_regs of the accumulators
+//   release()        once tile n - 1's products are done: fence their operand registers (and
+//                    rescale the accumulators, in the forward)
+//   pack()           tile n's operands into those registers
+// Every warpgroup runs every tile: wgmma on a path ptxas cannot prove uniform over the warpgroup
+// is serialized (warning C7520).
+template <class Load>
+__device__ __forceinline__ void pipeline_prefetch(int steps, Load&& load) {
+  load(0);
+  flash::cp_commit();
+  for (int n = 1; n < 3; ++n) {  // always commit (empty groups past the last tile): one group per tile
+    if (n < steps) load(n);
+    flash::cp_commit();
+  }
+}
+__device__ __forceinline__ void pipeline_wait_first() {
+  flash::cp_wait_group<2>();  // tile 0 and what came before it
+  fence_async_smem();         // this thread's copies, visible to wgmma
+  __syncthreads();            // everyone's
+}
+
+template <class Load, class Scores, class Accumulate, class Work, class FenceAcc, class Release, class Pack>
+__device__ __forceinline__ void pipeline_run(int steps, Load&& load, Scores&& issue_scores, Accumulate&& accumulate,
+                                             Work&& work, FenceAcc&& fence_acc, Release&& release, Pack&& pack) {
+  wgmma_fence();
+  issue_scores(0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  work(0);
+  pack();
+  for (int n = 0; n + 1 < steps; ++n) {
+    flash::cp_wait_group<1>();  // tiles up to n + 1 (n + 2 may still be in flight)
+    fence_async_smem();
+    __syncthreads();  // tile n + 1 resident; every warpgroup done with tile n - 1's stage
+    if (n + 3 < steps) load(n + 3);
+    flash::cp_commit();
+    fence_acc();
+    wgmma_fence();
+    issue_scores(n + 1);
+    wgmma_commit();
+    accumulate(n);
+    wgmma_commit();
+    wgmma_wait<1>();  // the scores of tile n + 1; tile n's products may still run
+    work(n + 1);
+    wgmma_wait<0>();
+    fence_acc();
+    release();
+    pack();
+  }
+  // The last tile's products (its copies landed before the last iteration's barrier).
+  fence_acc();
+  wgmma_fence();
+  accumulate(steps - 1);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_acc();
+}
+
 }  // namespace gta::kernels::sm90a::wgmma
