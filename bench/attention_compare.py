@@ -1,6 +1,7 @@
 """gta's attention kernels beside PyTorch SDPA, on the same card in the same run.
 
 Usage: python3 bench/attention_compare.py PATH/TO/gta [--batch 8] [--seq-len 1024 2048 4096 8192]
+       [--shape GTA-S ...]
 
 Runs `gta bench attention --json` (bf16 causal attention through ops::attention, i.e. the flash
 kernels of kernels/flash_attention.cu), then times PyTorch SDPA on the same shapes with each backend
@@ -82,8 +83,11 @@ def main():
     ap.add_argument("gta")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    ap.add_argument("--shape", nargs="+", choices=[s[0] for s in SHAPES], help="only these shapes (default: all)")
     a = ap.parse_args()
+    shapes = [s for s in SHAPES if not a.shape or s[0] in a.shape]
     cmd = [a.gta, "bench", "attention", "--json", "--batch", str(a.batch), "--seq-len"] + [str(t) for t in a.seq_len]
+    cmd += ["--shape"] + [s[0] for s in shapes]
     print("running:", " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     sys.stderr.write(proc.stderr)
@@ -96,7 +100,7 @@ def main():
         print(f"gta bench attention failed (exit {proc.returncode})", file=sys.stderr)
 
     rows, raw = [], []
-    for name, nq, nk, nv, dqk, dv in SHAPES:
+    for name, nq, nk, nv, dqk, dv in shapes:
         for T in a.seq_len:
             flop_f = 2.0 * a.batch * nq * T * T / 2 * (dqk + dv)
             res, note = sdpa_times(a.batch, T, nq, nk, nv, dqk, dv)
