@@ -1,4 +1,6 @@
-// Causal flash attention forward with wgmma (see flash_forward_wgmma.h), d_qk = d_v = 64.
+// Causal flash attention forward with wgmma (see flash_forward_wgmma.h), d_qk = 64, d_v = 64 or 96.
+// (d_v = 96, GTA-S: V is a wide and a narrow tile (wgmma.cuh), O a 64- and a 32-column product, and
+// Q is read from shared memory instead of registers, so that two CTAs per SM still fit.)
 //
 // Tiling: one CTA per (128 queries, query head, batch), heaviest tiles first, 2 CTAs per SM; 2
 // warpgroups of 128 threads, each owning 64 query rows (wgmma's M). Q (128 x 64) is loaded once
@@ -48,12 +50,22 @@ constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int TM = 64 * kWarpgroups;  // queries per CTA
 constexpr int KN = 64;                // keys per tile
-constexpr int D = 64;                 // d_qk = d_v
+constexpr int DQK = 64;               // d_qk
 constexpr int kStages = 4;            // K/V ring: tile n in use, n+1 resident, n+2 and n+3 in flight
-constexpr int kQBytes = TM * D * 2;   // 16 KB
-constexpr int kKVBytes = KN * D * 2;  // 8 KB
-// Q, K[4], V[4], plus 1 KB to align the base to 1024 bytes: 81 KB, two CTAs per SM.
-constexpr size_t kSmemBytes = kQBytes + 2 * kStages * kKVBytes + 1024;
+
+// Shared memory for d_v = DV (64, or 96 = a wide and a narrow V tile): Q, then the ring of stages,
+// each K, V (+ narrow V); plus 1 KB to align the base to 1024 bytes. DV 64: 81 KB, 96: 97 KB; two
+// CTAs per SM.
+template <int DV>
+struct Smem {
+  static constexpr bool kNarrow = DV == 96;
+  static constexpr int kRing = TM * 128;    // after Q
+  static constexpr int kV = KN * 128;       // in a stage: V
+  static constexpr int kV2 = 2 * KN * 128;  // in a stage: narrow V
+  static constexpr int kStage = kV2 + (kNarrow ? KN * 64 : 0);
+  static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
+  static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
+};
 
 struct Dims {
   int B, T, S, nq, nk, nv, gk, gv, off;
@@ -94,21 +106,23 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], float (&m)[2], floa
   }
 }
 
+template <int DV>
 __global__ void __launch_bounds__(kThreads, 2)
     fwd_wgmma_kernel(Dims d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
                      const bf16* __restrict__ v, bf16* __restrict__ out, float* __restrict__ lse) {
+  using L = Smem<DV>;
+  constexpr bool kNarrow = L::kNarrow;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Qs = base;
-  unsigned char* Ks = base + kQBytes;                      // [kStages]
-  unsigned char* Vs = base + kQBytes + kStages * kKVBytes;  // [kStages]
+  unsigned char* ring = base + L::kRing;  // stage: K, V (+ narrow V)
   const int i = blockIdx.x, b = blockIdx.y;
   const int t0 = (gridDim.z - 1 - blockIdx.z) * TM;  // heaviest tiles first
   const int kh = i / d.gk, vh = i / d.gv;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const int64_t kstride = static_cast<int64_t>(d.nk) * D, vstride = static_cast<int64_t>(d.nv) * D;
-  const bf16* kb = k + (static_cast<int64_t>(b) * d.S * d.nk + kh) * D;
-  const bf16* vb = v + (static_cast<int64_t>(b) * d.S * d.nv + vh) * D;
+  const int64_t kstride = static_cast<int64_t>(d.nk) * DQK, vstride = static_cast<int64_t>(d.nv) * DV;
+  const bf16* kb = k + (static_cast<int64_t>(b) * d.S * d.nk + kh) * DQK;
+  const bf16* vb = v + (static_cast<int64_t>(b) * d.S * d.nv + vh) * DV;
   const int ntiles = (min(d.S, d.off + t0 + TM) + KN - 1) / KN;
   const int row0 = wg * 64 + warp * 16 + lane / 4;  // this thread's first row in the tile
   const int pos[2] = {d.off + t0 + row0, d.off + t0 + row0 + 8};
@@ -116,41 +130,63 @@ __global__ void __launch_bounds__(kThreads, 2)
   // and masking is decided per CTA: wgmma issued on a path the compiler cannot prove uniform over
   // the warpgroup is serialized by ptxas (warning C7520), which costs far more than that tile.
   const int diag0 = d.off + t0;  // tiles reaching past this position are masked
+  auto stage = [&](int n) { return ring + (n % kStages) * L::kStage; };
   auto load_kv = [&](int n) {
-    const int u = n * KN, st = n % kStages;
-    load_tile_swz<KN, kThreads>(Ks + st * kKVBytes, kb + u * kstride, kstride, d.S - u);
-    load_tile_swz<KN, kThreads>(Vs + st * kKVBytes, vb + u * vstride, vstride, d.S - u);
+    const int u = n * KN;
+    load_tile_swz<KN, kThreads>(stage(n), kb + u * kstride, kstride, d.S - u);
+    load_tile_swz<KN, kThreads>(stage(n) + L::kV, vb + u * vstride, vstride, d.S - u);
+    if constexpr (kNarrow) load_tile_swz<KN, kThreads, 64>(stage(n) + L::kV2, vb + u * vstride + 64, vstride, d.S - u);
   };
 
-  load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * D, static_cast<int64_t>(d.nq) * D,
-                    d.T - t0);
+  load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * DQK,
+                              static_cast<int64_t>(d.nq) * DQK, d.T - t0);
   pipeline_prefetch(ntiles, load_kv);
   pipeline_wait_first();  // Q lands with tile 0
 
-  float o[32];
+  float o[32], ob[kNarrow ? 16 : 1];  // O columns 0..63, and 64..95 for d_v 96
 #pragma unroll
   for (int e = 0; e < 32; ++e) o[e] = 0.f;
+#pragma unroll
+  for (int e = 0; e < (kNarrow ? 16 : 1); ++e) ob[e] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];  // rows g, g + 8
   float s[32] = {};  // overwritten (scale-d 0 on the first k step), but never read uninitialised
   uint32_t p[KN / 16][4];  // P(n) as wgmma's register A operand
-  uint32_t qf[D / 16][4];  // this warp's 16 rows of Q, the A operand of every S
-  load_a_frags(qf, Qs, wg * 64 + warp * 16);
+  // S = Q K^T: for d_v 64, Q from registers (this warp's 16 rows as A fragments); for d_v 96 those
+  // registers go to O's extra columns (two CTAs per SM allow 128) and Q is read from shared memory.
+  uint32_t qf[4][4];
+  if constexpr (!kNarrow) load_a_frags(qf, Qs, wg * 64 + warp * 16);
   pipeline_run(
       ntiles, load_kv,
-      [&](int n) { issue_64x64<false>(s, qf, Ks + (n % kStages) * kKVBytes, false); },  // S = Q K^T
-      [&](int n) { issue_64x64<true>(o, p, Vs + (n % kStages) * kKVBytes, true); },     // O += P V
+      [&](int n) {  // S = Q K^T
+        if constexpr (kNarrow) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+            wgmma_m64n64k16_ss(s, desc(Qs + wg * 64 * 128 + kk * 32, false), desc(stage(n) + kk * 32, false), kk > 0);
+        } else {
+          issue_64x64<false>(s, qf, stage(n), false);
+        }
+      },
+      [&](int n) {  // O += P V
+        issue_64x64<true>(o, p, stage(n) + L::kV, true);
+        if constexpr (kNarrow) issue_64x32_mn(ob, p, stage(n) + L::kV2);
+      },
       [&](int n) {
         fence_regs(s);
         const int u0 = n * KN;
         softmax_tile(s, m, l, alpha, u0, pos, u0 + KN - 1 > diag0, sl2, lane);
       },
-      [&]() { fence_regs(o); },
+      [&]() {
+        fence_regs(o);
+        fence_regs(ob);
+      },
       [&]() {
         fence_regs(p);  // P(n - 1)'s registers were wgmma's operand until here
 #pragma unroll
-        for (int j = 0; j < D / 8; ++j)
+        for (int e = 0; e < 32; ++e) o[e] *= alpha[(e / 2) % 2];
+        if constexpr (kNarrow) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) o[4 * j + e] *= alpha[e / 2];
+          for (int e = 0; e < 16; ++e) ob[e] *= alpha[(e / 2) % 2];
+        }
       },
       [&]() { to_a_frag<KN>(p, reinterpret_cast<const float(&)[KN / 8][4]>(s)); });
 
@@ -162,17 +198,29 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int t = t0 + row0 + 8 * h;
     if (t >= d.T) continue;
     const float inv = 1.f / sum;
-    bf16* orow = out + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * D + 2 * (lane % 4);
+    bf16* orow = out + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * DV + 2 * (lane % 4);
+    // columns 8 j + 2 (lane % 4): o for j < 8, ob for j = 8 .. 11
+    auto at = [&](int j, int e) { return j < 8 ? o[4 * j + 2 * h + e] : ob[kNarrow ? 4 * (j - 8) + 2 * h + e : 0]; };
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j)
-      *reinterpret_cast<uint32_t*>(orow + j * 8) = pack_bf16(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+    for (int j = 0; j < DV / 8; ++j)
+      *reinterpret_cast<uint32_t*>(orow + j * 8) = pack_bf16(at(j, 0) * inv, at(j, 1) * inv);
     if (lane % 4 == 0) lse[(static_cast<int64_t>(b) * d.nq + i) * d.T + t] = m[h] * kLn2 + logf(sum);
   }
 }
 
+template <int DV>
+void launch_forward(const Dims& d, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
+  cuda::set_dynamic_smem(fwd_wgmma_kernel<DV>, Smem<DV>::kBytes, "flash attention forward (wgmma)");
+  const dim3 grid(static_cast<unsigned>(d.nq), static_cast<unsigned>(d.B), static_cast<unsigned>((d.T + TM - 1) / TM));
+  fwd_wgmma_kernel<DV><<<grid, kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(
+      d, scale * kLog2e, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<bf16*>(out), lse);
+  GTA_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
-bool flash_forward_available(const AttnDims& a) { return a.dqk == 64 && a.dv == 64 && wgmma_enabled(); }
+bool flash_forward_available(const AttnDims& a) { return a.dqk == 64 && (a.dv == 64 || a.dv == 96) && wgmma_enabled(); }
 
 bool backward_available(int64_t dqk, int64_t dv) { return dqk == 64 && (dv == 64 || dv == 96) && wgmma_enabled(); }
 
@@ -190,12 +238,8 @@ void flash_forward(const AttnDims& a, float scale, const void* q, const void* k,
   const Dims d{static_cast<int>(a.B),  static_cast<int>(a.T),  static_cast<int>(a.S),
                static_cast<int>(a.nq), static_cast<int>(a.nk), static_cast<int>(a.nv),
                static_cast<int>(a.nq / a.nk), static_cast<int>(a.nq / a.nv), static_cast<int>(a.S - a.T)};
-  cuda::set_dynamic_smem(fwd_wgmma_kernel, kSmemBytes, "flash attention forward (wgmma)");
-  const dim3 grid(static_cast<unsigned>(d.nq), static_cast<unsigned>(d.B), static_cast<unsigned>((d.T + TM - 1) / TM));
-  fwd_wgmma_kernel<<<grid, kThreads, kSmemBytes, cuda::current_stream()>>>(
-      d, scale * kLog2e, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-      static_cast<bf16*>(out), lse);
-  GTA_CUDA_CHECK_LAUNCH();
+  if (a.dv == 96) return launch_forward<96>(d, scale, q, k, v, out, lse);
+  launch_forward<64>(d, scale, q, k, v, out, lse);
 }
 
 }  // namespace gta::kernels::sm90a
