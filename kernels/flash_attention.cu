@@ -31,7 +31,7 @@
 //     (a) D_t per row (fp32 sum of bf16 products), 4 lanes per row.
 //     (b) dK/dV: one CTA per (64 MR keys, batch, unit), a unit being consecutive query heads that
 //         share both the key head and the value head (gcd(n_q/n_k, n_q/n_v) heads, or a divisor of
-//         that: dkv_split cuts the unit when its CTAs would be the tail of the launch, e.g. GTA at
+//         that: dkv_plan cuts the unit when its CTAs would be the tail of the launch, e.g. GTA at
 //         T 2048 with every head in one unit). Its K and V tiles are loaded once; it loops over
 //         the unit's heads and, per head, over the query tiles of BQ at or after the diagonal:
 //         S^T = K Q^T, P^T = exp2(S^T - lse), dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - D),
@@ -402,6 +402,13 @@ __global__ void __launch_bounds__(256) dsum_kernel(FDims d, const bf16* __restri
   }
 }
 
+template <int DV>
+void launch_dsum(const FDims& d, const bf16* out, const bf16* dout, float* D, cudaStream_t stream) {
+  const int64_t rows = static_cast<int64_t>(d.B) * d.T * d.nq;
+  dsum_kernel<DV><<<static_cast<unsigned>((rows * 4 + 255) / 256), 256, 0, stream>>>(d, out, dout, D);
+  GTA_CUDA_CHECK_LAUNCH();
+}
+
 // ---- backward (b): dK, dV per (key tile, batch, unit) ---------------------------------------------
 
 // MR row blocks of 16 keys per warp (64 * MR keys per CTA), BQ query rows per step (register budget).
@@ -758,35 +765,50 @@ bool use_fwd2(int64_t dqk, int64_t dv) { return dqk + dv <= 160 && dqk <= 96 && 
 bool use_dq2(int64_t dqk, int64_t dv) { return dqk == 64 && dv <= 96 && knob("GTA_FLASH_DQ_MR", 2) == 2; }
 bool use_dkv2(int64_t dqk, int64_t dv) { return dqk + dv <= 128 && knob("GTA_FLASH_DKV_MR", 2) == 2; }
 
-// Keys per dK/dV CTA for these widths under the current variant (bwd_main's choice).
-int dkv_tile_keys(const AttnDims& a) { return use_dkv2(a.dqk, a.dv) ? 128 : 64; }
-
-// Query heads of a unit per dK/dV CTA. A CTA of key tile 0 sees every query of every head of its
-// unit, gu * T * keys (row, key) pairs; when that is more than an average multiprocessor slot's
-// share of the whole backward (dK/dV and dQ: 2 B n_q (T S - T^2 / 2) pairs over 2 CTAs per SM), the
-// tail of those CTAs leaves the card idle (GTA: n_k = n_v = 1, every head in one unit). Then the
-// unit's heads are split over s CTAs (s the smallest divisor of gu that fits), each writing fp32
-// partials that reduce_units_kernel adds in unit order: deterministic, at the cost of the partials'
-// round trip through memory. GTA_FLASH_SPLIT (environment) forces s, for measurement.
-int dkv_split(const AttnDims& a, int gu) {
-  if (const char* e = std::getenv("GTA_FLASH_SPLIT"); e && *e) {
-    const int s = std::atoi(e);
-    return s >= 1 && gu % s == 0 ? s : 1;
+// How the dK/dV CTAs cut a unit of gu query heads. A CTA of key tile 0 sees every query of every
+// head it owns, heads * T * keys (row, key) pairs; when that is more than an average CTA slot's
+// share of the whole backward (dK/dV and dQ: 2 B n_q (T S - T^2 / 2) pairs over the SMs' CTA
+// slots), the tail of those CTAs leaves the card idle (GTA: n_k = n_v = 1, every head in one unit).
+// The cuts, tried in order for s = 1, 2, ... (divisors of gu), the first that fits taken:
+//   split s: the unit's heads over s CTAs, each writing fp32 partials that reduce_units_kernel
+//     adds in unit order (deterministic, at the cost of the partials' round trip through memory);
+//   (wgmma kernels, two CTA shapes) 128 keys, each warpgroup 64 of them; then, when gu / s is
+//     even, 64 keys with the heads split over the two warpgroups: the same work per CTA in half
+//     the keys, so more, lighter CTAs, but each K/V row's Q and dO loads are shared by half as
+//     many keys, so it comes second.
+// Keys per CTA: wgmma 128 / 64 (heads split), one CTA per SM (registers); bwd_main 128 (MR 2) or
+// 64, two per SM. GTA_FLASH_SPLIT (environment) forces s and GTA_FLASH_DKV_HEADS=0 / 1 the wgmma
+// CTA shape, for measurement.
+struct DkvPlan {
+  int split;
+  bool heads;  // wgmma: split the CTA's heads over its warpgroups
+};
+DkvPlan dkv_plan(const AttnDims& a, int gu) {
+  const bool wg = sm90a::backward_available(a.dqk, a.dv);
+  const int force_heads = knob("GTA_FLASH_DKV_HEADS", -1);
+  auto heads_ok = [&](int s) { return wg && (gu / s) % 2 == 0 && force_heads != 0; };
+  if (const int s = knob("GTA_FLASH_SPLIT", 0); s > 0) {
+    const int split = gu % s == 0 ? s : 1;
+    return {split, heads_ok(split) && force_heads == 1};
   }
   int dev = 0, nsm = 132;
   if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev);
   const double T = static_cast<double>(a.T), S = static_cast<double>(a.S);
-  const double avg = 2.0 * a.B * a.nq * (T * S - T * T / 2) / (2.0 * std::max(nsm, 1));
-  const double tk = dkv_tile_keys(a);
-  for (int s = 1; s < gu; ++s)
-    if (gu % s == 0 && (gu / s) * T * tk <= avg) return s;
-  return gu;
+  const double slots = (wg ? 1.0 : 2.0) * std::max(nsm, 1);
+  const double avg = 2.0 * a.B * a.nq * (T * S - T * T / 2) / slots;
+  for (int s = 1; s < gu; ++s) {
+    if (gu % s != 0) continue;
+    const double keys = wg ? sm90a::dkv_tile_keys(false) : (use_dkv2(a.dqk, a.dv) ? 128 : 64);
+    if (force_heads != 1 && (gu / s) * T * keys <= avg) return {s, false};
+    if (heads_ok(s) && (gu / s) * T * sm90a::dkv_tile_keys(true) <= avg) return {s, true};
+  }
+  return {gu, false};
 }
 
-// FDims of the backward: units of gu / dkv_split query heads.
+// FDims of the backward: units of gu / split query heads.
 FDims bwd_fdims(const AttnDims& a) {
   FDims d = to_fdims(a);
-  d.gu /= dkv_split(a, d.gu);
+  d.gu /= dkv_plan(a, d.gu).split;
   d.units = d.nq / d.gu;
   return d;
 }
@@ -877,18 +899,20 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
   bf16 *dq = static_cast<bf16*>(dqv), *dk = static_cast<bf16*>(dkv), *dv = static_cast<bf16*>(dvv);
   cudaStream_t stream = cuda::current_stream();
   const float sl2 = scale * kLog2e;
-  {
-    const int64_t rows = a.B * a.T * a.nq;
-    dsum_kernel<DV><<<static_cast<unsigned>((rows * 4 + 255) / 256), 256, 0, stream>>>(d, out, dout, D);
-    GTA_CUDA_CHECK_LAUNCH();
-  }
+  launch_dsum<DV>(d, out, dout, D, stream);
   // On an H100, d_qk 64 with d_v 64 or 96 runs the wgmma dK/dV and dQ kernels (same units, same
-  // outputs).
+  // outputs), independent of each other: dK/dV on the side stream, whose priority places its
+  // heavier CTAs first, dQ beside it, its CTAs taking the multiprocessors dK/dV's tail leaves idle
+  // (GTA_FLASH_STREAMS=1 in the environment runs both on one stream, for measurement).
   if (sm90a::backward_available(DQK, DV)) {
-    const sm90a::BwdProblem p{d.B,  d.T,   d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off,
-                              DV,   scale, q,   k,    v,    dout, lse,  D,    dq,   dk,      dv,    pk, pv};
-    sm90a::dkv(p);
-    sm90a::dq(p);
+    const bool heads = dkv_plan(a, to_fdims(a).gu).heads;
+    const sm90a::BwdProblem p{d.B,   d.T, d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off, DV, heads,
+                              scale, q,   k,   v,    dout, lse,  D,    dq,   dk,   dv,      pk,    pv};
+    const bool two = knob("GTA_FLASH_STREAMS", 2) == 2;
+    if (two) cuda::fork_side();
+    sm90a::dkv(p, two ? cuda::side_stream() : stream);
+    sm90a::dq(p, stream);
+    if (two) cuda::join_side();
   } else {
     bwd_main<DQK, DV>(d, BwdArgs{scale, sl2, q, k, v, dout, lse, D, dq, dk, dv, pk, pv}, stream);
   }

@@ -3,12 +3,21 @@
 // Math (kernels/flash_attention.cu has the whole derivation): for key u and query t of head i at
 // position p >= u, with P = 2^(s scale log2e - lse log2e) and s = q_t . k_u,
 //   dV_u += P dout_t,   dP = v_u . dout_t,   dS = P (dP - D_t),   dK_u += scale dS q_t.
-// Tiling: one CTA per (128 keys, batch, unit), key tile 0 (the heaviest: every query sees it)
-// first; 2 warpgroups of 128 threads, each owning 64 keys (wgmma's M), whose K and V rows stay in
-// registers as A fragments. The CTA loops over the unit's heads and, per head, over query tiles of
-// 64 from the first that sees its keys; Q, dO (swizzled, see wgmma.cuh; d_v = 96 is a wide and a
-// narrow tile), lse and D of each tile pass through a 4-stage cp.async ring, loaded two tiles
-// ahead. Per query tile n, each
+// Tiling: one CTA per (key tile, batch, unit), key tile 0 (the heaviest: every query sees it)
+// first; 2 warpgroups of 128 threads, split one of two ways:
+//   by keys (a unit of an odd number of heads, e.g. MHA, GQA-S): 128 keys per CTA, each warpgroup
+//     owning 64 of them (wgmma's M) and every head of the unit;
+//   by heads (an even number, e.g. GTA-S's 4 query heads on one key and value head): 64 keys per
+//     CTA, both warpgroups owning them, each half the unit's heads; at the end warpgroup 1 hands
+//     its dK, dV to warpgroup 0 through shared memory, which adds them (in that order, so the
+//     result is still fixed) and writes. Half the keys per CTA for the same work lets a CTA take a
+//     whole key/value group (dk, dv written in bf16 directly, no fp32 partials and no reduction
+//     kernel) where 128 keys of every head made the heaviest CTAs the tail of the launch.
+// The warpgroup's K and V rows stay in registers as A fragments. The CTA loops over its heads
+// (pairs of heads when split by heads) and, per head, over query tiles of 64 from the first that
+// sees its keys; Q, dO (swizzled, see wgmma.cuh; d_v = 96 is a wide and a narrow tile), lse and D
+// of each tile (of each warpgroup's head, when split by heads) pass through a 4-stage cp.async
+// ring, loaded two tiles ahead. Per step n, each
 // warpgroup computes (all m64n64k16, A from registers, B from shared memory)
 //   S^T  = K Q^T         B = Q   K-major       dP^T = V dO^T    B = dO  K-major
 //   P^T, dS^T elementwise in registers (causal mask on tiles crossing the diagonal)
@@ -38,62 +47,77 @@ namespace {
 using namespace flash;
 using namespace wgmma;
 constexpr int kThreads = 256;           // 2 warpgroups
-constexpr int TK = 128;                 // keys per CTA
 constexpr int BQ = 64;                  // queries per tile
 constexpr int DQK = 64;                 // d_qk
 constexpr int kStages = 4;              // tile n in use, n+1 resident, n+2 and n+3 in flight
-constexpr int kWideK = TK * 128;        // a wide tile of the CTA's keys: 16 KB
 constexpr int kWideQ = BQ * 128;        // a wide tile of a query tile: 8 KB
 
-// Shared memory for d_v = DV (64, or 96 = a wide and a narrow tile): K, V (+ narrow), then the
-// ring of stages, each Q, dO (+ narrow), lse[64] and D[64] (padded to 1 KB); plus 1 KB to align the
-// base to 1024 bytes. DV 64: 101 KB, 96: 125 KB; one CTA per SM (registers).
-template <int DV>
+// Keys per CTA: split by keys (kHeads false) 2 x 64, by heads 64.
+constexpr int keys_per_cta(bool heads) { return heads ? 64 : 128; }
+
+// Shared memory for d_v = DV (64, or 96 = a wide and a narrow tile): K, V (+ narrow) of the CTA's
+// keys, then the ring of stages, each one slot per head in flight (2 when split by heads): Q, dO
+// (+ narrow), lse[64] and D[64] (padded to 1 KB); plus 1 KB to align the base to 1024 bytes.
+// By keys: DV 64 101 KB, 96 125 KB; by heads: 149 KB, 189 KB; one CTA per SM (registers).
+template <int DV, bool kHeads>
 struct Smem {
   static constexpr bool kNarrow = DV == 96;
+  static constexpr int TK = keys_per_cta(kHeads);
+  static constexpr int kWideK = TK * 128;                         // a wide tile of the CTA's keys
   static constexpr int kV2 = 2 * kWideK;                          // narrow V tile (DV 96)
   static constexpr int kRing = kV2 + (kNarrow ? TK * 64 : 0);
-  static constexpr int kG2 = 2 * kWideQ;                          // in a stage: narrow dO tile
-  static constexpr int kLD = kG2 + (kNarrow ? BQ * 64 : 0);       // in a stage: lse, D
-  static constexpr int kStage = kLD + 1024;
+  static constexpr int kG2 = 2 * kWideQ;                          // in a slot: narrow dO tile
+  static constexpr int kLD = kG2 + (kNarrow ? BQ * 64 : 0);       // in a slot: lse, D
+  static constexpr int kSlot = kLD + 1024;
+  static constexpr int kStage = (kHeads ? 2 : 1) * kSlot;
   static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
-  static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
+  static_assert(kSlot % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
 };
 
-template <int DV>
+template <int DV, bool kHeads>
 __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, float sl2) {
-  using L = Smem<DV>;
+  using L = Smem<DV, kHeads>;
   constexpr bool kNarrow = L::kNarrow;
+  constexpr int TK = L::TK, kSlots = kHeads ? 2 : 1;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Ks = base;
-  unsigned char* Vs = base + kWideK;
+  unsigned char* Vs = base + L::kWideK;
   unsigned char* Vs2 = base + L::kV2;
   unsigned char* ring = base + L::kRing;
   const int blk = static_cast<int>(blockIdx.x);
   const int unit = blk % d.units, b = blk / d.units % d.B, u0 = blk / d.units / d.B * TK;
   const int h0 = unit * d.gu, kh = h0 / d.gk, vh = h0 / d.gv;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int krow = (kHeads ? 0 : wg * 64) + warp * 16;  // this warp's first key row in the CTA's tile
+  const int slot = kHeads ? wg * L::kSlot : 0;          // this warpgroup's slot in a stage
   const bf16* q = static_cast<const bf16*>(d.q);
   const bf16* dout = static_cast<const bf16*>(d.dout);
   const int64_t qstride = static_cast<int64_t>(d.nq) * DQK, gstride = static_cast<int64_t>(d.nq) * DV;
 
   const int tfirst = max(0, u0 - d.off) / BQ * BQ;  // first query tile that sees a key of this CTA
   const int ntq = (d.T - tfirst + BQ - 1) / BQ;
-  const int steps = d.gu * ntq;  // (head, query tile), heads outer
+  const int hpw = d.gu / kSlots;  // heads per warpgroup: slot w holds head h0 + w hpw + (step's head)
+  const int steps = hpw * ntq;    // (head, query tile), heads outer
   int ld_head = h0, ld_t0 = tfirst;  // the step loaded next (loads run in step order)
   auto load_step = [&](int n) {
     const int valid = d.T - ld_t0;
     unsigned char* st = ring + (n % kStages) * L::kStage;
-    const int64_t r0 = (static_cast<int64_t>(b) * d.T + ld_t0) * d.nq + ld_head;
-    load_tile_swz<BQ, kThreads>(st, q + r0 * DQK, qstride, valid);
-    load_tile_swz<BQ, kThreads>(st + kWideQ, dout + r0 * DV, gstride, valid);
-    if constexpr (kNarrow) load_tile_swz<BQ, kThreads, 64>(st + L::kG2, dout + r0 * DV + 64, gstride, valid);
-    const int tid = threadIdx.x, j = tid % BQ;
-    const int64_t row = (static_cast<int64_t>(b) * d.nq + ld_head) * d.T + ld_t0 + (j < valid ? j : 0);
-    float* ld = reinterpret_cast<float*>(st + L::kLD);
-    if (tid < BQ) cp_async4(ld + j, d.lse + row, j < valid);
-    else if (tid < 2 * BQ) cp_async4(ld + BQ + j, d.D + row, j < valid);
+#pragma unroll
+    for (int w = 0; w < kSlots; ++w) {
+      const int64_t r0 = (static_cast<int64_t>(b) * d.T + ld_t0) * d.nq + ld_head + w * hpw;
+      unsigned char* sl = st + w * L::kSlot;
+      load_tile_swz<BQ, kThreads>(sl, q + r0 * DQK, qstride, valid);
+      load_tile_swz<BQ, kThreads>(sl + kWideQ, dout + r0 * DV, gstride, valid);
+      if constexpr (kNarrow) load_tile_swz<BQ, kThreads, 64>(sl + L::kG2, dout + r0 * DV + 64, gstride, valid);
+    }
+    // lse and D: thread tid loads entry j of array tid / BQ (slot w, lse or D)
+    const int tid = threadIdx.x, j = tid % BQ, a = tid / BQ, w = a / 2;
+    if (a < 2 * kSlots) {
+      const int64_t row = (static_cast<int64_t>(b) * d.nq + ld_head + w * hpw) * d.T + ld_t0 + (j < valid ? j : 0);
+      float* ld = reinterpret_cast<float*>(st + w * L::kSlot + L::kLD);
+      cp_async4(ld + (a % 2) * BQ + j, (a % 2 ? d.D : d.lse) + row, j < valid);
+    }
     ld_t0 += BQ;
     if (ld_t0 >= d.T) {
       ld_t0 = tfirst;
@@ -111,22 +135,22 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   pipeline_wait_first();  // K and V land with step 0
 
   uint32_t kf[4][4], vf[DV / 16][4];  // this warp's 16 keys of K and V: A fragments over d
-  load_a_frags(kf, Ks, wg * 64 + warp * 16);
-  load_a_frags(*reinterpret_cast<uint32_t(*)[4][4]>(&vf[0]), Vs, wg * 64 + warp * 16);
-  if constexpr (kNarrow) load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&vf[4]), Vs2, wg * 64 + warp * 16);
+  load_a_frags(kf, Ks, krow);
+  load_a_frags(*reinterpret_cast<uint32_t(*)[4][4]>(&vf[0]), Vs, krow);
+  if constexpr (kNarrow) load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&vf[4]), Vs2, krow);
   float dka[32], dva[32], dvb[kNarrow ? 16 : 1], s[32] = {}, dp[32] = {};  // dvb: dV columns 64..95
 #pragma unroll
   for (int e = 0; e < 32; ++e) dka[e] = dva[e] = 0.f;
 #pragma unroll
   for (int e = 0; e < (kNarrow ? 16 : 1); ++e) dvb[e] = 0.f;
   uint32_t pf[4][4], sf[4][4];  // P^T and dS^T of the step whose dV, dK products run
-  // s[4 j + e]: key (row) u0 + 64 wg + 16 warp + lane / 4 + 8 (e / 2), query (column) t0 + 8 j + 2 (lane % 4) + (e & 1)
-  const int key[2] = {u0 + wg * 64 + warp * 16 + lane / 4, u0 + wg * 64 + warp * 16 + lane / 4 + 8};
+  // s[4 j + e]: key (row) u0 + krow + lane / 4 + 8 (e / 2), query (column) t0 + 8 j + 2 (lane % 4) + (e & 1)
+  const int key[2] = {u0 + krow + lane / 4, u0 + krow + lane / 4 + 8};
 
   // P^T and dS^T of step n from S^T and dP^T in place (s -> P, dp -> dS); called in step order.
   int ew_t0 = tfirst;  // query tile of the step elementwise works on next
   auto elementwise = [&](int n) {
-    const float* Ls = reinterpret_cast<const float*>(ring + (n % kStages) * L::kStage + L::kLD);
+    const float* Ls = reinterpret_cast<const float*>(ring + (n % kStages) * L::kStage + slot + L::kLD);
     const float* Ds = Ls + BQ;
     const int pos0 = d.off + ew_t0;
     ew_t0 = ew_t0 + BQ >= d.T ? tfirst : ew_t0 + BQ;
@@ -147,7 +171,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   pipeline_run(
       steps, load_step,
       [&](int n) {  // S^T = K Q^T, dP^T = V dO^T
-        const unsigned char* st = ring + (n % kStages) * L::kStage;
+        const unsigned char* st = ring + (n % kStages) * L::kStage + slot;
         issue_64x64<false>(s, kf, st, false);
         if constexpr (kNarrow)
           issue_64x64_k96(dp, vf, st + kWideQ, st + L::kG2, false);
@@ -155,7 +179,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
           issue_64x64<false>(dp, vf, st + kWideQ, false);
       },
       [&](int n) {  // dV += P^T dO, dK += dS^T Q
-        const unsigned char* st = ring + (n % kStages) * L::kStage;
+        const unsigned char* st = ring + (n % kStages) * L::kStage + slot;
         issue_64x64<true>(dva, pf, st + kWideQ, true);
         if constexpr (kNarrow) issue_64x32_mn(dvb, pf, st + L::kG2);
         issue_64x64<true>(dka, sf, st, true);
@@ -178,6 +202,30 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
         to_a_frag<BQ>(pf, reinterpret_cast<const float(&)[BQ / 8][4]>(s));
         to_a_frag<BQ>(sf, reinterpret_cast<const float(&)[BQ / 8][4]>(dp));
       });
+
+  if constexpr (kHeads) {  // warpgroup 1's dK, dV to warpgroup 0, added after its own
+    float* red = reinterpret_cast<float*>(ring);  // [80 or 64 values][128 threads]
+    const int t = threadIdx.x % 128;
+    __syncthreads();  // every warpgroup done with the ring
+    if (wg == 1) {
+#pragma unroll
+      for (int e = 0; e < 32; ++e) {
+        red[e * 128 + t] = dka[e];
+        red[(32 + e) * 128 + t] = dva[e];
+      }
+#pragma unroll
+      for (int e = 0; e < (kNarrow ? 16 : 0); ++e) red[(64 + e) * 128 + t] = dvb[e];
+    }
+    __syncthreads();
+    if (wg == 1) return;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      dka[e] += red[e * 128 + t];
+      dva[e] += red[(32 + e) * 128 + t];
+    }
+#pragma unroll
+    for (int e = 0; e < (kNarrow ? 16 : 0); ++e) dvb[e] += red[(64 + e) * 128 + t];
+  }
 
   // write back: bf16 when this unit is the whole key (value) group, else fp32 partials
   const int c = 2 * (lane % 4);
@@ -210,20 +258,24 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   }
 }
 
-template <int DV>
-void launch_dkv(const BwdProblem& p) {
-  cuda::set_dynamic_smem(dkv_wgmma_kernel<DV>, Smem<DV>::kBytes, "flash attention dK/dV (wgmma)");
-  const int64_t blocks = static_cast<int64_t>(p.units) * p.B * ((p.S + TK - 1) / TK);
-  dkv_wgmma_kernel<DV><<<static_cast<unsigned>(blocks), kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(
+template <int DV, bool kHeads>
+void launch_dkv(const BwdProblem& p, cudaStream_t stream) {
+  using L = Smem<DV, kHeads>;
+  cuda::set_dynamic_smem(dkv_wgmma_kernel<DV, kHeads>, L::kBytes, "flash attention dK/dV (wgmma)");
+  const int64_t blocks = static_cast<int64_t>(p.units) * p.B * ((p.S + L::TK - 1) / L::TK);
+  dkv_wgmma_kernel<DV, kHeads><<<static_cast<unsigned>(blocks), kThreads, L::kBytes, stream>>>(
       p, p.scale * kLog2e);
   GTA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void dkv(const BwdProblem& p) {
-  if (p.dv_width == 96) return launch_dkv<96>(p);
-  launch_dkv<64>(p);
+int dkv_tile_keys(bool heads) { return keys_per_cta(heads); }
+
+void dkv(const BwdProblem& p, cudaStream_t stream) {
+  GTA_CHECK(!p.dkv_heads || p.gu % 2 == 0, "flash attention dK/dV (wgmma): split by heads needs an even unit");
+  if (p.dv_width == 96) return p.dkv_heads ? launch_dkv<96, true>(p, stream) : launch_dkv<96, false>(p, stream);
+  p.dkv_heads ? launch_dkv<64, true>(p, stream) : launch_dkv<64, false>(p, stream);
 }
 
 }  // namespace gta::kernels::sm90a

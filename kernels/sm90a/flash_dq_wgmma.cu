@@ -154,18 +154,18 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
 }
 
 template <int DV>
-void launch_dq(const BwdProblem& p) {
+void launch_dq(const BwdProblem& p, cudaStream_t stream) {
   cuda::set_dynamic_smem(dq_wgmma_kernel<DV>, Smem<DV>::kBytes, "flash attention dQ (wgmma)");
   const dim3 grid(static_cast<unsigned>(p.nq), static_cast<unsigned>(p.B), static_cast<unsigned>((p.T + TM - 1) / TM));
-  dq_wgmma_kernel<DV><<<grid, kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(p, p.scale * kLog2e);
+  dq_wgmma_kernel<DV><<<grid, kThreads, Smem<DV>::kBytes, stream>>>(p, p.scale * kLog2e);
   GTA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void dq(const BwdProblem& p) {
-  if (p.dv_width == 96) return launch_dq<96>(p);
-  launch_dq<64>(p);
+void dq(const BwdProblem& p, cudaStream_t stream) {
+  if (p.dv_width == 96) return launch_dq<96>(p, stream);
+  launch_dq<64>(p, stream);
 }
 
 }  // namespace gta::kernels::sm90a

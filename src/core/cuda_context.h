@@ -8,6 +8,13 @@
 //                            the legacy default stream, so a stray launch on stream 0 stays
 //                            ordered with gta's work). The caching allocator relies on this one
 //                            stream to reuse freed blocks without events.
+//   side_stream()            a second stream of the device, of the highest priority, for a kernel
+//                            that runs beside current_stream's between fork_side() (the side
+//                            stream waits for all work enqueued on current_stream so far) and
+//                            join_side() (current_stream waits for all enqueued on the side
+//                            stream): to the allocator and every later op it is as if the work
+//                            ran on current_stream. Its priority lets the block scheduler place
+//                            its CTAs first while both streams have CTAs waiting.
 //   cublaslt_handle()        the device's cuBLASLt handle, with a fixed workspace
 //                            (cublaslt_workspace()) so algorithm choices stay the same run to run
 //   sm_count()               multiprocessors of the current device, for sizing grids
@@ -46,6 +53,9 @@ namespace gta::cuda {
 
 cudaStream_t stream(int device);
 cudaStream_t current_stream();
+cudaStream_t side_stream();
+void fork_side();
+void join_side();
 cublasLtHandle_t cublaslt_handle();
 void* cublaslt_workspace();
 size_t cublaslt_workspace_bytes();

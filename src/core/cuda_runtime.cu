@@ -75,6 +75,8 @@ constexpr size_t kCublasLtWorkspace = size_t(32) << 20;  // what cuBLAS recommen
 
 struct DeviceState {
   cudaStream_t stream = nullptr;
+  cudaStream_t side = nullptr;                     // see side_stream()
+  cudaEvent_t fork = nullptr, join = nullptr;      // fork_side(), join_side()
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   int sms = 0;
@@ -95,6 +97,11 @@ DeviceState& state(int device) {
   auto* st = new DeviceState();  // never freed: see the file comment
   // A blocking stream (not cudaStreamNonBlocking): it stays ordered with the legacy default stream.
   GTA_CUDA_CHECK(cudaStreamCreate(&st->stream));
+  int least = 0, greatest = 0;  // numerically: greatest <= least
+  GTA_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  GTA_CUDA_CHECK(cudaStreamCreateWithPriority(&st->side, cudaStreamDefault, greatest));
+  GTA_CUDA_CHECK(cudaEventCreateWithFlags(&st->fork, cudaEventDisableTiming));
+  GTA_CUDA_CHECK(cudaEventCreateWithFlags(&st->join, cudaEventDisableTiming));
   GTA_CUBLAS_CHECK(cublasLtCreate(&st->lt));
   GTA_CUDA_CHECK(cudaMalloc(&st->workspace, kCublasLtWorkspace));
   GTA_CUDA_CHECK(cudaDeviceGetAttribute(&st->sms, cudaDevAttrMultiProcessorCount, device));
@@ -106,6 +113,17 @@ DeviceState& state(int device) {
 
 cudaStream_t stream(int device) { return state(device).stream; }
 cudaStream_t current_stream() { return state(current_device()).stream; }
+cudaStream_t side_stream() { return state(current_device()).side; }
+void fork_side() {
+  DeviceState& s = state(current_device());
+  GTA_CUDA_CHECK(cudaEventRecord(s.fork, s.stream));
+  GTA_CUDA_CHECK(cudaStreamWaitEvent(s.side, s.fork, 0));
+}
+void join_side() {
+  DeviceState& s = state(current_device());
+  GTA_CUDA_CHECK(cudaEventRecord(s.join, s.side));
+  GTA_CUDA_CHECK(cudaStreamWaitEvent(s.stream, s.join, 0));
+}
 cublasLtHandle_t cublaslt_handle() { return state(current_device()).lt; }
 void* cublaslt_workspace() { return state(current_device()).workspace; }
 size_t cublaslt_workspace_bytes() { return kCublasLtWorkspace; }
