@@ -211,14 +211,15 @@ TEST(CudaFlashAttention, EveryTiling) {
   SKIP_WITHOUT_CUDA();
   const uint64_t seed = fresh_seed();
   Rng rng(seed);
-  const char* kKnobs[] = {"GTA_FLASH_FWD_MR", "GTA_FLASH_DQ_MR",  "GTA_FLASH_DKV_MR",
-                          "GTA_FLASH_SPLIT",  "GTA_FLASH_WGMMA", "GTA_FLASH_DKV_HEADS"};
-  constexpr int kN = 6;
-  // the wgmma dK/dV CTA split by keys and by heads (the last knob), with and without partials
-  const char* settings[][kN] = {{"1", "1", "1", "1", "0", "0"}, {"2", "2", "2", "1", "0", "0"},
-                                {"2", "1", "2", "2", "1", "1"}, {"2", "2", "1", "4", "1", "0"},
-                                {"1", "2", "1", "2", "1", "0"}, {"1", "1", "2", "1", "1", "1"},
-                                {"2", "2", "2", "1", "1", "0"}};
+  const char* kKnobs[] = {"GTA_FLASH_FWD_MR", "GTA_FLASH_DQ_MR",  "GTA_FLASH_DKV_MR",   "GTA_FLASH_SPLIT",
+                          "GTA_FLASH_WGMMA",  "GTA_FLASH_PAIR",   "GTA_FLASH_DKV_HEADS"};
+  constexpr int kN = 7;
+  // wgmma: the forward with and without paired heads; dK/dV split by keys and by heads (the last
+  // knob), with and without partials
+  const char* settings[][kN] = {{"1", "1", "1", "1", "0", "1", "0"}, {"2", "2", "2", "1", "0", "1", "0"},
+                                {"2", "1", "2", "2", "1", "1", "1"}, {"2", "2", "1", "4", "1", "1", "0"},
+                                {"1", "2", "1", "2", "1", "0", "0"}, {"1", "1", "2", "1", "1", "1", "1"},
+                                {"2", "2", "2", "1", "1", "0", "0"}};
   const Case cases[] = {Case{2, 300, 300, 12, 4, 4, 64, 64}, Case{1, 100, 233, 4, 1, 2, 64, 64},
                         Case{2, 257, 257, 4, 1, 1, 64, 96}, Case{1, 100, 233, 4, 1, 1, 64, 96},
                         Case{1, 200, 200, 12, 12, 12, 96, 64}};
@@ -232,7 +233,7 @@ TEST(CudaFlashAttention, EveryTiling) {
     for (const auto& set : settings) {
       for (int j = 0; j < kN; ++j) setenv(kKnobs[j], set[j], 1);
       const std::string name = std::string("fwd ") + set[0] + " dq " + set[1] + " dkv " + set[2] + " split " +
-                               set[3] + " wgmma " + set[4] + " heads " + set[5];
+                               set[3] + " wgmma " + set[4] + " pair " + set[5] + " heads " + set[6];
       SCOPED_TRACE(name);
       const Direct f = run_kernels(true, c, q, k, v, g, scale), f2 = run_kernels(true, c, q, k, v, g, scale);
       EXPECT_LE(normwise(f.lse.to_doubles(), r.lse.to_doubles()), 1e-5) << "lse";

@@ -3,7 +3,11 @@
 // Q is read from shared memory instead of registers, so that two CTAs per SM still fit.)
 //
 // Tiling: one CTA per (128 queries, query head, batch), heaviest tiles first, 2 CTAs per SM; 2
-// warpgroups of 128 threads, each owning 64 query rows (wgmma's M). Q (128 x 64) is loaded once
+// warpgroups of 128 threads, each owning 64 query rows (wgmma's M). Where query heads 2j and
+// 2j + 1 share their key and value heads (pair_heads: GTA-S, MQA), a CTA takes 64 positions of
+// both instead, one head per warpgroup: the same K/V tiles serve both, both warpgroups need the
+// same tiles (unpaired, warpgroup 0 runs the CTA's last tile wholly masked), and the items are
+// half as heavy, so the launch's tail is shorter. Q (128 x 64) is loaded once
 // and each warp keeps its 16 rows as A fragments in registers; K and V tiles of 64 keys pass
 // through a 4-stage cp.async ring (loads two iterations ahead). Tiles live in shared memory in the
 // layout wgmma reads directly: rows of 64 bf16 = 128 bytes, 16-byte chunk c of row r stored at
@@ -106,29 +110,31 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], float (&m)[2], floa
   }
 }
 
-template <int DV>
+template <int DV, bool kPair>
 __global__ void __launch_bounds__(kThreads, 2)
     fwd_wgmma_kernel(Dims d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
                      const bf16* __restrict__ v, bf16* __restrict__ out, float* __restrict__ lse) {
   using L = Smem<DV>;
   constexpr bool kNarrow = L::kNarrow;
+  constexpr int kRows = kPair ? 64 : TM;  // query positions per CTA
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Qs = base;
   unsigned char* ring = base + L::kRing;  // stage: K, V (+ narrow V)
-  const int i = blockIdx.x, b = blockIdx.y;
-  const int t0 = (gridDim.z - 1 - blockIdx.z) * TM;  // heaviest tiles first
-  const int kh = i / d.gk, vh = i / d.gv;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int i0 = kPair ? 2 * blockIdx.x : blockIdx.x, b = blockIdx.y;
+  const int i = i0 + (kPair ? wg : 0);                    // this warpgroup's query head
+  const int t0 = (gridDim.z - 1 - blockIdx.z) * kRows;  // heaviest tiles first
+  const int kh = i0 / d.gk, vh = i0 / d.gv;
   const int64_t kstride = static_cast<int64_t>(d.nk) * DQK, vstride = static_cast<int64_t>(d.nv) * DV;
   const bf16* kb = k + (static_cast<int64_t>(b) * d.S * d.nk + kh) * DQK;
   const bf16* vb = v + (static_cast<int64_t>(b) * d.S * d.nv + vh) * DV;
-  const int ntiles = (min(d.S, d.off + t0 + TM) + KN - 1) / KN;
-  const int row0 = wg * 64 + warp * 16 + lane / 4;  // this thread's first row in the tile
+  const int ntiles = (min(d.S, d.off + t0 + kRows) + KN - 1) / KN;
+  const int row0 = (kPair ? 0 : wg * 64) + warp * 16 + lane / 4;  // this thread's first row / position
   const int pos[2] = {d.off + t0 + row0, d.off + t0 + row0 + 8};
-  // Both warpgroups run every tile of the CTA (warpgroup 0's last one is wholly masked for it),
-  // and masking is decided per CTA: wgmma issued on a path the compiler cannot prove uniform over
-  // the warpgroup is serialized by ptxas (warning C7520), which costs far more than that tile.
+  // Both warpgroups run every tile of the CTA (unpaired, warpgroup 0's last one is wholly masked
+  // for it), and masking is decided per CTA: wgmma issued on a path the compiler cannot prove
+  // uniform over the warpgroup is serialized by ptxas (warning C7520), which costs far more.
   const int diag0 = d.off + t0;  // tiles reaching past this position are masked
   auto stage = [&](int n) { return ring + (n % kStages) * L::kStage; };
   auto load_kv = [&](int n) {
@@ -138,8 +144,16 @@ __global__ void __launch_bounds__(kThreads, 2)
     if constexpr (kNarrow) load_tile_swz<KN, kThreads, 64>(stage(n) + L::kV2, vb + u * vstride + 64, vstride, d.S - u);
   };
 
-  load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * DQK,
-                              static_cast<int64_t>(d.nq) * DQK, d.T - t0);
+  // Q: warpgroup w's 64 rows at rows 64 w of the tile (paired: head i0 + w, positions t0..t0+63)
+  if constexpr (kPair) {
+#pragma unroll
+    for (int w = 0; w < 2; ++w)
+      load_tile_swz<64, kThreads>(Qs + w * 64 * 128, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i0 + w) * DQK,
+                                  static_cast<int64_t>(d.nq) * DQK, d.T - t0);
+  } else {
+    load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * DQK,
+                                static_cast<int64_t>(d.nq) * DQK, d.T - t0);
+  }
   pipeline_prefetch(ntiles, load_kv);
   pipeline_wait_first();  // Q lands with tile 0
 
@@ -208,11 +222,22 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-template <int DV>
+// Whether a CTA takes query heads 2j and 2j + 1 together: they share their key and value heads
+// (n_q / n_k and n_q / n_v even), unless GTA_FLASH_PAIR=0 (environment, for measurement). Measured
+// on an H200 (GTA-S, B8): forward T 2048 0.071 -> 0.068 ms, T 8192 0.852 -> 0.827 ms. (The same
+// pairing in the dQ kernel, one CTA per SM, made T 8192 fwd+bwd 1% slower: not used there.)
+bool pair_heads(int gk, int gv) {
+  const char* e = std::getenv("GTA_FLASH_PAIR");
+  return gk % 2 == 0 && gv % 2 == 0 && !(e && *e && std::atoi(e) == 0);
+}
+
+template <int DV, bool kPair>
 void launch_forward(const Dims& d, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
-  cuda::set_dynamic_smem(fwd_wgmma_kernel<DV>, Smem<DV>::kBytes, "flash attention forward (wgmma)");
-  const dim3 grid(static_cast<unsigned>(d.nq), static_cast<unsigned>(d.B), static_cast<unsigned>((d.T + TM - 1) / TM));
-  fwd_wgmma_kernel<DV><<<grid, kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(
+  cuda::set_dynamic_smem(fwd_wgmma_kernel<DV, kPair>, Smem<DV>::kBytes, "flash attention forward (wgmma)");
+  const int rows = kPair ? 64 : TM;
+  const dim3 grid(static_cast<unsigned>(kPair ? d.nq / 2 : d.nq), static_cast<unsigned>(d.B),
+                  static_cast<unsigned>((d.T + rows - 1) / rows));
+  fwd_wgmma_kernel<DV, kPair><<<grid, kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(
       d, scale * kLog2e, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
       static_cast<bf16*>(out), lse);
   GTA_CUDA_CHECK_LAUNCH();
@@ -238,8 +263,10 @@ void flash_forward(const AttnDims& a, float scale, const void* q, const void* k,
   const Dims d{static_cast<int>(a.B),  static_cast<int>(a.T),  static_cast<int>(a.S),
                static_cast<int>(a.nq), static_cast<int>(a.nk), static_cast<int>(a.nv),
                static_cast<int>(a.nq / a.nk), static_cast<int>(a.nq / a.nv), static_cast<int>(a.S - a.T)};
-  if (a.dv == 96) return launch_forward<96>(d, scale, q, k, v, out, lse);
-  launch_forward<64>(d, scale, q, k, v, out, lse);
+  const bool pair = pair_heads(d.gk, d.gv);
+  if (a.dv == 96) return pair ? launch_forward<96, true>(d, scale, q, k, v, out, lse)
+                              : launch_forward<96, false>(d, scale, q, k, v, out, lse);
+  pair ? launch_forward<64, true>(d, scale, q, k, v, out, lse) : launch_forward<64, false>(d, scale, q, k, v, out, lse);
 }
 
 }  // namespace gta::kernels::sm90a
