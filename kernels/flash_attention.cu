@@ -783,7 +783,8 @@ struct DkvPlan {
   int split;
   bool heads;  // wgmma: split the CTA's heads over its warpgroups
 };
-DkvPlan dkv_plan(const AttnDims& a, int gu) {
+DkvPlan dkv_plan(const AttnDims& a) {
+  const int gu = to_fdims(a).gu;
   const bool wg = sm90a::backward_available(a.dqk, a.dv);
   const int force_heads = knob("GTA_FLASH_DKV_HEADS", -1);
   auto heads_ok = [&](int s) { return wg && (gu / s) % 2 == 0 && force_heads != 0; };
@@ -791,24 +792,22 @@ DkvPlan dkv_plan(const AttnDims& a, int gu) {
     const int split = gu % s == 0 ? s : 1;
     return {split, heads_ok(split) && force_heads == 1};
   }
-  int dev = 0, nsm = 132;
-  if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev);
   const double T = static_cast<double>(a.T), S = static_cast<double>(a.S);
-  const double slots = (wg ? 1.0 : 2.0) * std::max(nsm, 1);
+  const double slots = (wg ? 1.0 : 2.0) * cuda::sm_count();
   const double avg = 2.0 * a.B * a.nq * (T * S - T * T / 2) / slots;
+  const double keys = wg ? sm90a::dkv_tile_keys(false) : (use_dkv2(a.dqk, a.dv) ? 128 : 64);
   for (int s = 1; s < gu; ++s) {
     if (gu % s != 0) continue;
-    const double keys = wg ? sm90a::dkv_tile_keys(false) : (use_dkv2(a.dqk, a.dv) ? 128 : 64);
     if (force_heads != 1 && (gu / s) * T * keys <= avg) return {s, false};
     if (heads_ok(s) && (gu / s) * T * sm90a::dkv_tile_keys(true) <= avg) return {s, true};
   }
   return {gu, false};
 }
 
-// FDims of the backward: units of gu / split query heads.
-FDims bwd_fdims(const AttnDims& a) {
+// FDims of the backward: units of gu / plan.split query heads.
+FDims bwd_fdims(const AttnDims& a, const DkvPlan& plan) {
   FDims d = to_fdims(a);
-  d.gu /= dkv_plan(a, d.gu).split;
+  d.gu /= plan.split;
   d.units = d.nq / d.gu;
   return d;
 }
@@ -840,8 +839,8 @@ struct ScratchLayout {
   size_t total() const { return d_bytes + pk_bytes + pv_bytes; }
 };
 size_t round256(size_t n) { return (n + 255) / 256 * 256; }
-ScratchLayout scratch_layout(const AttnDims& a) {
-  const FDims d = bwd_fdims(a);
+// d: the backward's FDims (bwd_fdims), whose units decide the partials.
+ScratchLayout scratch_layout(const AttnDims& a, const FDims& d) {
   ScratchLayout s;
   s.d_bytes = round256(sizeof(float) * std::max<int64_t>(1, a.B * a.nq * a.T));
   if (d.gu != d.gk) s.pk_bytes = round256(sizeof(float) * a.B * d.units * a.S * a.dqk);
@@ -888,8 +887,9 @@ void bwd_main(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
 template <int DQK, int DV>
 void backward_impl(const AttnDims& a, float scale, const void* qv, const void* kv, const void* vv, const void* outv,
                    const void* doutv, const float* lse, void* scratch, void* dqv, void* dkv, void* dvv) {
-  const FDims d = bwd_fdims(a);
-  const ScratchLayout sl = scratch_layout(a);
+  const DkvPlan plan = dkv_plan(a);
+  const FDims d = bwd_fdims(a, plan);
+  const ScratchLayout sl = scratch_layout(a, d);
   unsigned char* sp = static_cast<unsigned char*>(scratch);
   float* D = reinterpret_cast<float*>(sp);
   float* pk = sl.pk_bytes ? reinterpret_cast<float*>(sp + sl.d_bytes) : nullptr;
@@ -906,8 +906,7 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
   // dK/dV's tail leaves idle (GTA_FLASH_STREAMS=1 in the environment runs both on one stream, for
   // measurement; H200, GTA-S B8 T 2048: 0.275 -> 0.272 ms fwd+bwd).
   if (sm90a::backward_available(DQK, DV)) {
-    const bool heads = dkv_plan(a, to_fdims(a).gu).heads;
-    const sm90a::BwdProblem p{d.B,   d.T, d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off, DV, heads,
+    const sm90a::BwdProblem p{d.B,   d.T, d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off, DV, plan.heads,
                               scale, q,   k,   v,    dout, lse,  D,    dq,   dk,   dv,      pk,    pv};
     const bool two = knob("GTA_FLASH_STREAMS", 2) == 2;
     if (two) cuda::fork_side();
@@ -976,7 +975,9 @@ void flash_attention_forward(const AttnDims& a, float scale, const void* q, cons
 #undef GTA_FLASH_FWD
 }
 
-size_t flash_attention_backward_scratch_bytes(const AttnDims& a) { return scratch_layout(a).total(); }
+size_t flash_attention_backward_scratch_bytes(const AttnDims& a) {
+  return scratch_layout(a, bwd_fdims(a, dkv_plan(a))).total();
+}
 
 void flash_attention_backward(const AttnDims& a, float scale, const void* q, const void* k, const void* v,
                               const void* out, const void* dout, const float* lse, void* scratch, void* dq, void* dk,
