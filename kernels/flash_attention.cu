@@ -900,14 +900,15 @@ void backward_impl(const AttnDims& a, float scale, const void* qv, const void* k
   cudaStream_t stream = cuda::current_stream();
   const float sl2 = scale * kLog2e;
   launch_dsum<DV>(d, out, dout, D, stream);
-  // On Hopper (compute capability 9.0), d_qk 64 with d_v 64 or 96 runs the wgmma dK/dV and dQ
-  // kernels (same units, same outputs), independent of each other: dK/dV on the side stream, whose
-  // priority places its heavier CTAs first, dQ beside it, its CTAs taking the multiprocessors
-  // dK/dV's tail leaves idle (GTA_FLASH_STREAMS=1 in the environment runs both on one stream, for
-  // measurement; H200, GTA-S B8 T 2048: 0.275 -> 0.272 ms fwd+bwd).
+  // On Hopper (compute capability 9.0), (d_qk, d_v) = (64, 64), (64, 96) or (96, 64) runs the
+  // wgmma dK/dV and dQ kernels (same units, same outputs), independent of each other: dK/dV on the
+  // side stream, whose priority places its heavier CTAs first, dQ beside it, its CTAs taking the
+  // multiprocessors dK/dV's tail leaves idle (GTA_FLASH_STREAMS=1 in the environment runs both on
+  // one stream, for measurement; H200, GTA-S B8 T 2048: 0.275 -> 0.272 ms fwd+bwd).
   if (sm90a::backward_available(DQK, DV)) {
-    const sm90a::BwdProblem p{d.B,   d.T, d.S, d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off, DV, plan.heads,
-                              scale, q,   k,   v,    dout, lse,  D,    dq,   dk,   dv,      pk,    pv};
+    const sm90a::BwdProblem p{d.B,  d.T,        d.S,   d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off,
+                              DQK,  DV,         plan.heads, scale, q, k,   v,    dout, lse,  D,       dq,
+                              dk,   dv,         pk,    pv};
     const bool two = knob("GTA_FLASH_STREAMS", 2) == 2;
     if (two) cuda::fork_side();
     sm90a::dkv(p, two ? cuda::side_stream() : stream);

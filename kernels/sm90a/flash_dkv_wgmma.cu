@@ -1,4 +1,4 @@
-// dK / dV of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk = 64, d_v = 64 or 96.
+// dK / dV of causal flash attention with wgmma (see flash_backward_wgmma.h), d_qk and d_v 64 or 96.
 //
 // Math (kernels/flash_attention.cu has the whole derivation): for key u and query t of head i at
 // position p >= u, with P = 2^(s scale log2e - lse log2e) and s = q_t . k_u,
@@ -15,14 +15,15 @@
 //     kernel) where 128 keys of every head made the heaviest CTAs the tail of the launch.
 // The warpgroup's K and V rows stay in registers as A fragments. The CTA loops over its heads
 // (pairs of heads when split by heads) and, per head, over query tiles of 64 from the first that
-// sees its keys; Q, dO (swizzled, see wgmma.cuh; d_v = 96 is a wide and a narrow tile), lse and D
+// sees its keys; Q, dO (swizzled, see wgmma.cuh; a width of 96 is a wide and a narrow tile), lse and D
 // of each tile (of each warpgroup's head, when split by heads) pass through a 4-stage cp.async
 // ring, loaded two tiles ahead. Per step n, each
 // warpgroup computes (all m64n64k16, A from registers, B from shared memory)
 //   S^T  = K Q^T         B = Q   K-major       dP^T = V dO^T    B = dO  K-major
 //   P^T, dS^T elementwise in registers (causal mask on tiles crossing the diagonal)
 //   dV  += P^T dO        B = dO  MN-major      dK  += dS^T Q    B = Q   MN-major
-// (d_v = 96: dP^T's k-steps run over both dO tiles, and dV is a 64- and a 32-column product).
+// (a width of 96: the k-steps of S^T (d_qk) or dP^T (d_v) run over both tiles, and dK or dV is a
+// 64- and a 32-column product).
 // pipelined as in the forward: S^T(n+1), dP^T(n+1) are issued with dV(n), dK(n), and the
 // elementwise work on tile n+1 runs while the tensor cores finish tile n's products; P^T(n) and
 // dS^T(n) stay in their registers until then. Control flow is uniform over the warpgroup (every
@@ -48,41 +49,44 @@ using namespace flash;
 using namespace wgmma;
 constexpr int kThreads = 256;           // 2 warpgroups
 constexpr int BQ = 64;                  // queries per tile
-constexpr int DQK = 64;                 // d_qk
 constexpr int kStages = 4;              // tile n in use, n+1 resident, n+2 and n+3 in flight
 constexpr int kWideQ = BQ * 128;        // a wide tile of a query tile: 8 KB
 
 // Keys per CTA: split by keys (kHeads false) 2 x 64, by heads 64.
 constexpr int keys_per_cta(bool heads) { return heads ? 64 : 128; }
 
-// Shared memory for d_v = DV (64, or 96 = a wide and a narrow tile): K, V (+ narrow) of the CTA's
-// keys, then the ring of stages, each one slot per head in flight (2 when split by heads): Q, dO
-// (+ narrow), lse[64] and D[64] (padded to 1 KB); plus 1 KB to align the base to 1024 bytes.
-// By keys: DV 64 101 KB, 96 125 KB; by heads: 149 KB, 189 KB; one CTA per SM (registers).
-template <int DV, bool kHeads>
+// Shared memory for d_qk = DQK and d_v = DV (each 64, or 96 = a wide and a narrow tile): K (+
+// narrow), V (+ narrow) of the CTA's keys, then the ring of stages, each one slot per head in
+// flight (2 when split by heads): Q (+ narrow), dO (+ narrow), lse[64] and D[64] (padded to 1 KB);
+// plus 1 KB to align the base to 1024 bytes. By keys: 101 KB (64/64), 125 KB (one width 96); by
+// heads: 149 KB, 189 KB; one CTA per SM (registers).
+template <int DQK, int DV, bool kHeads>
 struct Smem {
-  static constexpr bool kNarrow = DV == 96;
   static constexpr int TK = keys_per_cta(kHeads);
   static constexpr int kWideK = TK * 128;                         // a wide tile of the CTA's keys
-  static constexpr int kV2 = 2 * kWideK;                          // narrow V tile (DV 96)
-  static constexpr int kRing = kV2 + (kNarrow ? TK * 64 : 0);
-  static constexpr int kG2 = 2 * kWideQ;                          // in a slot: narrow dO tile
-  static constexpr int kLD = kG2 + (kNarrow ? BQ * 64 : 0);       // in a slot: lse, D
+  static constexpr int kK2 = kWideK;                              // narrow K tile (DQK 96)
+  static constexpr int kV = kK2 + (DQK == 96 ? TK * 64 : 0);
+  static constexpr int kV2 = kV + kWideK;                         // narrow V tile (DV 96)
+  static constexpr int kRing = kV2 + (DV == 96 ? TK * 64 : 0);
+  static constexpr int kQ2 = kWideQ;                              // in a slot: narrow Q tile
+  static constexpr int kG = kQ2 + (DQK == 96 ? BQ * 64 : 0);      // in a slot: dO
+  static constexpr int kG2 = kG + kWideQ;                         // in a slot: narrow dO tile
+  static constexpr int kLD = kG2 + (DV == 96 ? BQ * 64 : 0);      // in a slot: lse, D
   static constexpr int kSlot = kLD + 1024;
   static constexpr int kStage = (kHeads ? 2 : 1) * kSlot;
   static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
   static_assert(kSlot % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
 };
 
-template <int DV, bool kHeads>
+template <int DQK, int DV, bool kHeads>
 __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, float sl2) {
-  using L = Smem<DV, kHeads>;
-  constexpr bool kNarrow = L::kNarrow;
+  using L = Smem<DQK, DV, kHeads>;
   constexpr int TK = L::TK, kSlots = kHeads ? 2 : 1;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Ks = base;
-  unsigned char* Vs = base + L::kWideK;
+  unsigned char* Ks2 = base + L::kK2;
+  unsigned char* Vs = base + L::kV;
   unsigned char* Vs2 = base + L::kV2;
   unsigned char* ring = base + L::kRing;
   const int blk = static_cast<int>(blockIdx.x);
@@ -107,9 +111,8 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     for (int w = 0; w < kSlots; ++w) {
       const int64_t r0 = (static_cast<int64_t>(b) * d.T + ld_t0) * d.nq + ld_head + w * hpw;
       unsigned char* sl = st + w * L::kSlot;
-      load_tile_swz<BQ, kThreads>(sl, q + r0 * DQK, qstride, valid);
-      load_tile_swz<BQ, kThreads>(sl + kWideQ, dout + r0 * DV, gstride, valid);
-      if constexpr (kNarrow) load_tile_swz<BQ, kThreads, 64>(sl + L::kG2, dout + r0 * DV + 64, gstride, valid);
+      load_head_swz<BQ, kThreads, DQK>(sl, sl + L::kQ2, q + r0 * DQK, qstride, valid);
+      load_head_swz<BQ, kThreads, DV>(sl + L::kG, sl + L::kG2, dout + r0 * DV, gstride, valid);
     }
     // lse and D: thread tid loads entry j of array tid / BQ (slot w, lse or D)
     const int tid = threadIdx.x, j = tid % BQ, a = tid / BQ, w = a / 2;
@@ -127,22 +130,25 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
 
   const int64_t vstride = static_cast<int64_t>(d.nv) * DV;
   const bf16* vrow = static_cast<const bf16*>(d.v) + ((static_cast<int64_t>(b) * d.S + u0) * d.nv + vh) * DV;
-  load_tile_swz<TK, kThreads>(Ks, static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK,
-                              static_cast<int64_t>(d.nk) * DQK, d.S - u0);
-  load_tile_swz<TK, kThreads>(Vs, vrow, vstride, d.S - u0);
-  if constexpr (kNarrow) load_tile_swz<TK, kThreads, 64>(Vs2, vrow + 64, vstride, d.S - u0);
+  load_head_swz<TK, kThreads, DQK>(Ks, Ks2,
+                                   static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK,
+                                   static_cast<int64_t>(d.nk) * DQK, d.S - u0);
+  load_head_swz<TK, kThreads, DV>(Vs, Vs2, vrow, vstride, d.S - u0);
   pipeline_prefetch(steps, load_step);
   pipeline_wait_first();  // K and V land with step 0
 
-  uint32_t kf[4][4], vf[DV / 16][4];  // this warp's 16 keys of K and V: A fragments over d
-  load_a_frags(kf, Ks, krow);
-  load_a_frags(*reinterpret_cast<uint32_t(*)[4][4]>(&vf[0]), Vs, krow);
-  if constexpr (kNarrow) load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&vf[4]), Vs2, krow);
-  float dka[32], dva[32], dvb[kNarrow ? 16 : 1], s[32] = {}, dp[32] = {};  // dvb: dV columns 64..95
+  uint32_t kf[DQK / 16][4], vf[DV / 16][4];  // this warp's 16 keys of K and V: A fragments over d
+  load_a_frags_w<DQK>(kf, Ks, Ks2, krow);
+  load_a_frags_w<DV>(vf, Vs, Vs2, krow);
+  // dK and dV columns 0..63, and 64..95 of a width of 96 (dkb, dvb)
+  float dka[32], dkb[DQK == 96 ? 16 : 1], dva[32], dvb[DV == 96 ? 16 : 1], s[32] = {}, dp[32] = {};
 #pragma unroll
   for (int e = 0; e < 32; ++e) dka[e] = dva[e] = 0.f;
 #pragma unroll
-  for (int e = 0; e < (kNarrow ? 16 : 1); ++e) dvb[e] = 0.f;
+  for (int e = 0; e < 16; ++e) {
+    if constexpr (DQK == 96) dkb[e] = 0.f;
+    if constexpr (DV == 96) dvb[e] = 0.f;
+  }
   uint32_t pf[4][4], sf[4][4];  // P^T and dS^T of the step whose dV, dK products run
   // s[4 j + e]: key (row) u0 + krow + lane / 4 + 8 (e / 2), query (column) t0 + 8 j + 2 (lane % 4) + (e & 1)
   const int key[2] = {u0 + krow + lane / 4, u0 + krow + lane / 4 + 8};
@@ -172,17 +178,13 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
       steps, load_step,
       [&](int n) {  // S^T = K Q^T, dP^T = V dO^T
         const unsigned char* st = ring + (n % kStages) * L::kStage + slot;
-        issue_64x64<false>(s, kf, st, false);
-        if constexpr (kNarrow)
-          issue_64x64_k96(dp, vf, st + kWideQ, st + L::kG2, false);
-        else
-          issue_64x64<false>(dp, vf, st + kWideQ, false);
+        issue_k<DQK>(s, kf, st, st + L::kQ2, false);
+        issue_k<DV>(dp, vf, st + L::kG, st + L::kG2, false);
       },
       [&](int n) {  // dV += P^T dO, dK += dS^T Q
         const unsigned char* st = ring + (n % kStages) * L::kStage + slot;
-        issue_64x64<true>(dva, pf, st + kWideQ, true);
-        if constexpr (kNarrow) issue_64x32_mn(dvb, pf, st + L::kG2);
-        issue_64x64<true>(dka, sf, st, true);
+        issue_n<DV>(dva, dvb, pf, st + L::kG, st + L::kG2);
+        issue_n<DQK>(dka, dkb, sf, st, st + L::kQ2);
       },
       [&](int n) {
         fence_regs(s);
@@ -191,6 +193,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
       },
       [&]() {
         fence_regs(dka);
+        fence_regs(dkb);
         fence_regs(dva);
         fence_regs(dvb);
       },
@@ -204,48 +207,61 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
       });
 
   if constexpr (kHeads) {  // warpgroup 1's dK, dV to warpgroup 0, added after its own
-    float* red = reinterpret_cast<float*>(ring);  // [80 or 64 values][128 threads]
+    // red[value][thread]: dka, dkb, dva, dvb in turn (at most 32 + 16 + 32 + 16 values: 56 KB of the ring)
+    constexpr int kB = DQK == 96 ? 16 : 0, kVb = DV == 96 ? 16 : 0;
+    float* red = reinterpret_cast<float*>(ring);
+    float* rk = red;
+    float* rkb = rk + 32 * 128;
+    float* rv = rkb + kB * 128;
+    float* rvb = rv + 32 * 128;
     const int t = threadIdx.x % 128;
     __syncthreads();  // every warpgroup done with the ring
     if (wg == 1) {
 #pragma unroll
       for (int e = 0; e < 32; ++e) {
-        red[e * 128 + t] = dka[e];
-        red[(32 + e) * 128 + t] = dva[e];
+        rk[e * 128 + t] = dka[e];
+        rv[e * 128 + t] = dva[e];
       }
 #pragma unroll
-      for (int e = 0; e < (kNarrow ? 16 : 0); ++e) red[(64 + e) * 128 + t] = dvb[e];
+      for (int e = 0; e < 16; ++e) {
+        if constexpr (kB) rkb[e * 128 + t] = dkb[e];
+        if constexpr (kVb) rvb[e * 128 + t] = dvb[e];
+      }
     }
     __syncthreads();
     if (wg == 1) return;
 #pragma unroll
     for (int e = 0; e < 32; ++e) {
-      dka[e] += red[e * 128 + t];
-      dva[e] += red[(32 + e) * 128 + t];
+      dka[e] += rk[e * 128 + t];
+      dva[e] += rv[e * 128 + t];
     }
 #pragma unroll
-    for (int e = 0; e < (kNarrow ? 16 : 0); ++e) dvb[e] += red[(64 + e) * 128 + t];
+    for (int e = 0; e < 16; ++e) {
+      if constexpr (kB) dkb[e] += rkb[e * 128 + t];
+      if constexpr (kVb) dvb[e] += rvb[e * 128 + t];
+    }
   }
 
-  // write back: bf16 when this unit is the whole key (value) group, else fp32 partials
+  // write back: bf16 when this unit is the whole key (value) group, else fp32 partials. Columns
+  // 8 j + c: from the 64-column accumulator for j < 8, from the 32-column one for j = 8 .. 11.
   const int c = 2 * (lane % 4);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int u = key[h];
     if (u >= d.S) continue;
+    auto dk_at = [&](int j, int e) {
+      return d.scale * (j < 8 ? dka[4 * j + 2 * h + e] : dkb[DQK == 96 ? 4 * (j - 8) + 2 * h + e : 0]);
+    };
+    auto dv_at = [&](int j, int e) { return j < 8 ? dva[4 * j + 2 * h + e] : dvb[DV == 96 ? 4 * (j - 8) + 2 * h + e : 0]; };
     if (d.gu == d.gk) {
       bf16* row = static_cast<bf16*>(d.dk) + ((static_cast<int64_t>(b) * d.S + u) * d.nk + kh) * DQK + c;
 #pragma unroll
-      for (int j = 0; j < DQK / 8; ++j)
-        *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dka[4 * j + 2 * h] * d.scale, dka[4 * j + 2 * h + 1] * d.scale);
+      for (int j = 0; j < DQK / 8; ++j) *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dk_at(j, 0), dk_at(j, 1));
     } else {
       float* row = d.pk + ((static_cast<int64_t>(b) * d.units + unit) * d.S + u) * DQK + c;
 #pragma unroll
-      for (int j = 0; j < DQK / 8; ++j)
-        *reinterpret_cast<float2*>(row + j * 8) = make_float2(dka[4 * j + 2 * h] * d.scale, dka[4 * j + 2 * h + 1] * d.scale);
+      for (int j = 0; j < DQK / 8; ++j) *reinterpret_cast<float2*>(row + j * 8) = make_float2(dk_at(j, 0), dk_at(j, 1));
     }
-    // dV columns 8 j + c (dva, j < 8) and 64 + 8 j + c (dvb, j < 4)
-    auto dv_at = [&](int j, int e) { return j < 8 ? dva[4 * j + 2 * h + e] : dvb[kNarrow ? 4 * (j - 8) + 2 * h + e : 0]; };
     if (d.gu == d.gv) {
       bf16* row = static_cast<bf16*>(d.dv) + ((static_cast<int64_t>(b) * d.S + u) * d.nv + vh) * DV + c;
 #pragma unroll
@@ -258,14 +274,19 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
   }
 }
 
-template <int DV, bool kHeads>
+template <int DQK, int DV, bool kHeads>
 void launch_dkv(const BwdProblem& p, cudaStream_t stream) {
-  using L = Smem<DV, kHeads>;
-  cuda::set_dynamic_smem(dkv_wgmma_kernel<DV, kHeads>, L::kBytes, "flash attention dK/dV (wgmma)");
+  using L = Smem<DQK, DV, kHeads>;
+  cuda::set_dynamic_smem(dkv_wgmma_kernel<DQK, DV, kHeads>, L::kBytes, "flash attention dK/dV (wgmma)");
   const int64_t blocks = static_cast<int64_t>(p.units) * p.B * ((p.S + L::TK - 1) / L::TK);
-  dkv_wgmma_kernel<DV, kHeads><<<static_cast<unsigned>(blocks), kThreads, L::kBytes, stream>>>(
+  dkv_wgmma_kernel<DQK, DV, kHeads><<<static_cast<unsigned>(blocks), kThreads, L::kBytes, stream>>>(
       p, p.scale * kLog2e);
   GTA_CUDA_CHECK_LAUNCH();
+}
+
+template <int DQK, int DV>
+void launch_dkv(const BwdProblem& p, cudaStream_t stream) {
+  p.dkv_heads ? launch_dkv<DQK, DV, true>(p, stream) : launch_dkv<DQK, DV, false>(p, stream);
 }
 
 }  // namespace
@@ -274,8 +295,9 @@ int dkv_tile_keys(bool heads) { return keys_per_cta(heads); }
 
 void dkv(const BwdProblem& p, cudaStream_t stream) {
   GTA_CHECK(!p.dkv_heads || p.gu % 2 == 0, "flash attention dK/dV (wgmma): split by heads needs an even unit");
-  if (p.dv_width == 96) return p.dkv_heads ? launch_dkv<96, true>(p, stream) : launch_dkv<96, false>(p, stream);
-  p.dkv_heads ? launch_dkv<64, true>(p, stream) : launch_dkv<64, false>(p, stream);
+  if (p.dqk_width == 96) return launch_dkv<96, 64>(p, stream);
+  if (p.dv_width == 96) return launch_dkv<64, 96>(p, stream);
+  launch_dkv<64, 64>(p, stream);
 }
 
 }  // namespace gta::kernels::sm90a

@@ -1,6 +1,8 @@
-// Causal flash attention forward with wgmma (see flash_forward_wgmma.h), d_qk = 64, d_v = 64 or 96.
-// (d_v = 96, GTA-S: V is a wide and a narrow tile (wgmma.cuh), O a 64- and a 32-column product, and
-// Q is read from shared memory instead of registers, so that two CTAs per SM still fit.)
+// Causal flash attention forward with wgmma (see flash_forward_wgmma.h), (d_qk, d_v) = (64, 64),
+// (64, 96) or (96, 64). (A width of 96 is a wide and a narrow tile (wgmma.cuh). d_v = 96, GTA-S: O
+// is a 64- and a 32-column product, and Q is read from shared memory instead of registers, so
+// that two CTAs per SM still fit; d_qk = 96, MLA-S: S's k-steps run over both tiles of Q and K,
+// Q again from shared memory.)
 //
 // Tiling: one CTA per (128 queries, query head, batch), heaviest tiles first, 2 CTAs per SM; 2
 // warpgroups of 128 threads, each owning 64 query rows (wgmma's M). Where query heads 2j and
@@ -37,6 +39,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "core/cuda_context.h"
 #include "kernels/flash_ptx.cuh"
@@ -54,19 +57,19 @@ constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int TM = 64 * kWarpgroups;  // queries per CTA
 constexpr int KN = 64;                // keys per tile
-constexpr int DQK = 64;               // d_qk
 constexpr int kStages = 4;            // K/V ring: tile n in use, n+1 resident, n+2 and n+3 in flight
 
-// Shared memory for d_v = DV (64, or 96 = a wide and a narrow V tile): Q, then the ring of stages,
-// each K, V (+ narrow V); plus 1 KB to align the base to 1024 bytes. DV 64: 81 KB, 96: 97 KB; two
-// CTAs per SM.
-template <int DV>
+// Shared memory for d_qk = DQK and d_v = DV (each 64, or 96 = a wide and a narrow tile): Q (+
+// narrow), then the ring of stages, each K (+ narrow), V (+ narrow); plus 1 KB to align the base
+// to 1024 bytes. 64 / 64: 81 KB, 64 / 96: 97 KB, 96 / 64: 105 KB; two CTAs per SM.
+template <int DQK, int DV>
 struct Smem {
-  static constexpr bool kNarrow = DV == 96;
-  static constexpr int kRing = TM * 128;    // after Q
-  static constexpr int kV = KN * 128;       // in a stage: V
-  static constexpr int kV2 = 2 * KN * 128;  // in a stage: narrow V
-  static constexpr int kStage = kV2 + (kNarrow ? KN * 64 : 0);
+  static constexpr int kQ2 = TM * 128;                                // narrow Q
+  static constexpr int kRing = kQ2 + (DQK == 96 ? TM * 64 : 0);
+  static constexpr int kK2 = KN * 128;                                // in a stage: narrow K
+  static constexpr int kV = kK2 + (DQK == 96 ? KN * 64 : 0);          // in a stage: V
+  static constexpr int kV2 = kV + KN * 128;                           // in a stage: narrow V
+  static constexpr int kStage = kV2 + (DV == 96 ? KN * 64 : 0);
   static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
   static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
 };
@@ -110,17 +113,19 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], float (&m)[2], floa
   }
 }
 
-template <int DV, bool kPair>
+template <int DQK, int DV, bool kPair>
 __global__ void __launch_bounds__(kThreads, 2)
     fwd_wgmma_kernel(Dims d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
                      const bf16* __restrict__ v, bf16* __restrict__ out, float* __restrict__ lse) {
-  using L = Smem<DV>;
-  constexpr bool kNarrow = L::kNarrow;
+  using L = Smem<DQK, DV>;
+  constexpr bool kNarrow = DV == 96;  // O's columns 64..95
+  constexpr bool kQs = DQK == 96 || DV == 96;  // S from Q in shared memory (else registers)
   constexpr int kRows = kPair ? 64 : TM;  // query positions per CTA
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* Qs = base;
-  unsigned char* ring = base + L::kRing;  // stage: K, V (+ narrow V)
+  unsigned char* Qs2 = base + L::kQ2;
+  unsigned char* ring = base + L::kRing;  // stage: K (+ narrow), V (+ narrow)
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int i0 = kPair ? 2 * blockIdx.x : blockIdx.x, b = blockIdx.y;
   const int i = i0 + (kPair ? wg : 0);                    // this warpgroup's query head
@@ -139,20 +144,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto stage = [&](int n) { return ring + (n % kStages) * L::kStage; };
   auto load_kv = [&](int n) {
     const int u = n * KN;
-    load_tile_swz<KN, kThreads>(stage(n), kb + u * kstride, kstride, d.S - u);
-    load_tile_swz<KN, kThreads>(stage(n) + L::kV, vb + u * vstride, vstride, d.S - u);
-    if constexpr (kNarrow) load_tile_swz<KN, kThreads, 64>(stage(n) + L::kV2, vb + u * vstride + 64, vstride, d.S - u);
+    load_head_swz<KN, kThreads, DQK>(stage(n), stage(n) + L::kK2, kb + u * kstride, kstride, d.S - u);
+    load_head_swz<KN, kThreads, DV>(stage(n) + L::kV, stage(n) + L::kV2, vb + u * vstride, vstride, d.S - u);
   };
 
   // Q: warpgroup w's 64 rows at rows 64 w of the tile (paired: head i0 + w, positions t0..t0+63)
   if constexpr (kPair) {
 #pragma unroll
     for (int w = 0; w < 2; ++w)
-      load_tile_swz<64, kThreads>(Qs + w * 64 * 128, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i0 + w) * DQK,
-                                  static_cast<int64_t>(d.nq) * DQK, d.T - t0);
+      load_head_swz<64, kThreads, DQK>(Qs + w * 64 * 128, Qs2 + w * 64 * 64,
+                                       q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i0 + w) * DQK,
+                                       static_cast<int64_t>(d.nq) * DQK, d.T - t0);
   } else {
-    load_tile_swz<TM, kThreads>(Qs, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * DQK,
-                                static_cast<int64_t>(d.nq) * DQK, d.T - t0);
+    load_head_swz<TM, kThreads, DQK>(Qs, Qs2, q + ((static_cast<int64_t>(b) * d.T + t0) * d.nq + i) * DQK,
+                                     static_cast<int64_t>(d.nq) * DQK, d.T - t0);
   }
   pipeline_prefetch(ntiles, load_kv);
   pipeline_wait_first();  // Q lands with tile 0
@@ -165,14 +170,17 @@ __global__ void __launch_bounds__(kThreads, 2)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];  // rows g, g + 8
   float s[32] = {};  // overwritten (scale-d 0 on the first k step), but never read uninitialised
   uint32_t p[KN / 16][4];  // P(n) as wgmma's register A operand
-  // S = Q K^T: for d_v 64, Q from registers (this warp's 16 rows as A fragments); for d_v 96 those
-  // registers go to O's extra columns (two CTAs per SM allow 128) and Q is read from shared memory.
-  uint32_t qf[4][4];
-  if constexpr (!kNarrow) load_a_frags(qf, Qs, wg * 64 + warp * 16);
+  // S = Q K^T: for 64 / 64, Q from registers (this warp's 16 rows as A fragments); for d_v 96 those
+  // registers go to O's extra columns (two CTAs per SM allow 128), for d_qk 96 there would be 24 of
+  // them, and Q is read from shared memory.
+  uint32_t qf[kQs ? 1 : 4][4];
+  if constexpr (!kQs) load_a_frags(qf, Qs, wg * 64 + warp * 16);
   pipeline_run(
       ntiles, load_kv,
       [&](int n) {  // S = Q K^T
-        if constexpr (kNarrow) {
+        if constexpr (DQK == 96) {
+          issue_64x64_k96_ss(s, Qs + wg * 64 * 128, Qs2 + wg * 64 * 64, stage(n), stage(n) + L::kK2, false);
+        } else if constexpr (kQs) {
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk)
             wgmma_m64n64k16_ss(s, desc(Qs + wg * 64 * 128 + kk * 32, false), desc(stage(n) + kk * 32, false), kk > 0);
@@ -231,13 +239,14 @@ bool pair_heads(int gk, int gv) {
   return gk % 2 == 0 && gv % 2 == 0 && !(e && *e && std::atoi(e) == 0);
 }
 
-template <int DV, bool kPair>
+template <int DQK, int DV, bool kPair>
 void launch_forward(const Dims& d, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
-  cuda::set_dynamic_smem(fwd_wgmma_kernel<DV, kPair>, Smem<DV>::kBytes, "flash attention forward (wgmma)");
+  constexpr size_t kBytes = Smem<DQK, DV>::kBytes;
+  cuda::set_dynamic_smem(fwd_wgmma_kernel<DQK, DV, kPair>, kBytes, "flash attention forward (wgmma)");
   const int rows = kPair ? 64 : TM;
   const dim3 grid(static_cast<unsigned>(kPair ? d.nq / 2 : d.nq), static_cast<unsigned>(d.B),
                   static_cast<unsigned>((d.T + rows - 1) / rows));
-  fwd_wgmma_kernel<DV, kPair><<<grid, kThreads, Smem<DV>::kBytes, cuda::current_stream()>>>(
+  fwd_wgmma_kernel<DQK, DV, kPair><<<grid, kThreads, kBytes, cuda::current_stream()>>>(
       d, scale * kLog2e, static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
       static_cast<bf16*>(out), lse);
   GTA_CUDA_CHECK_LAUNCH();
@@ -245,9 +254,14 @@ void launch_forward(const Dims& d, float scale, const void* q, const void* k, co
 
 }  // namespace
 
-bool flash_forward_available(const AttnDims& a) { return a.dqk == 64 && (a.dv == 64 || a.dv == 96) && wgmma_enabled(); }
+namespace {
+// The (d_qk, d_v) pairs the wgmma kernels are built for.
+bool wgmma_widths(int64_t dqk, int64_t dv) { return (dqk == 64 && (dv == 64 || dv == 96)) || (dqk == 96 && dv == 64); }
+}  // namespace
 
-bool backward_available(int64_t dqk, int64_t dv) { return dqk == 64 && (dv == 64 || dv == 96) && wgmma_enabled(); }
+bool flash_forward_available(const AttnDims& a) { return wgmma_widths(a.dqk, a.dv) && wgmma_enabled(); }
+
+bool backward_available(int64_t dqk, int64_t dv) { return wgmma_widths(dqk, dv) && wgmma_enabled(); }
 
 bool wgmma_enabled() {
   if (const char* e = std::getenv("GTA_FLASH_WGMMA"); e && std::atoi(e) == 0) return false;
@@ -264,9 +278,16 @@ void flash_forward(const AttnDims& a, float scale, const void* q, const void* k,
                static_cast<int>(a.nq), static_cast<int>(a.nk), static_cast<int>(a.nv),
                static_cast<int>(a.nq / a.nk), static_cast<int>(a.nq / a.nv), static_cast<int>(a.S - a.T)};
   const bool pair = pair_heads(d.gk, d.gv);
-  if (a.dv == 96) return pair ? launch_forward<96, true>(d, scale, q, k, v, out, lse)
-                              : launch_forward<96, false>(d, scale, q, k, v, out, lse);
-  pair ? launch_forward<64, true>(d, scale, q, k, v, out, lse) : launch_forward<64, false>(d, scale, q, k, v, out, lse);
+  auto run = [&](auto dqk, auto dv) {
+    constexpr int DQK = decltype(dqk)::value, DV = decltype(dv)::value;
+    pair ? launch_forward<DQK, DV, true>(d, scale, q, k, v, out, lse)
+         : launch_forward<DQK, DV, false>(d, scale, q, k, v, out, lse);
+  };
+  using W64 = std::integral_constant<int, 64>;
+  using W96 = std::integral_constant<int, 96>;
+  if (a.dqk == 96) return run(W96{}, W64{});
+  if (a.dv == 96) return run(W64{}, W96{});
+  run(W64{}, W64{});
 }
 
 }  // namespace gta::kernels::sm90a

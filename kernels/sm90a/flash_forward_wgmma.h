@@ -1,6 +1,7 @@
 // The causal flash attention forward on Hopper's warpgroup tensor-core instructions (wgmma), for
-// d_qk = 64 and d_v = 64 or 96 (MHA, GQA, MQA and GTA-S shapes): the same problem, layouts and
-// results (out, lse) as kernels::flash_attention_forward, which calls it where it applies.
+// (d_qk, d_v) = (64, 64), (64, 96) and (96, 64) (MHA, GQA, MQA, GTA-S and MLA-S shapes): the same
+// problem, layouts and results (out, lse) as kernels::flash_attention_forward, which calls it
+// where it applies.
 // Compiled for sm_90a only.
 #pragma once
 #include "kernels/attention_ref.h"
@@ -10,7 +11,7 @@ namespace gta::kernels::sm90a {
 // Whether the wgmma kernels may run: the current device has compute capability 9.0 and the
 // environment does not set GTA_FLASH_WGMMA=0 (for measurement: the mma.sync kernels then run).
 bool wgmma_enabled();
-// Whether flash_forward runs these sizes here: d_qk = 64, d_v = 64 or 96, and wgmma_enabled().
+// Whether flash_forward runs these sizes here: (d_qk, d_v) as above, and wgmma_enabled().
 bool flash_forward_available(const AttnDims& d);
 void flash_forward(const AttnDims& d, float scale, const void* q, const void* k, const void* v, void* out,
                    float* lse);

@@ -158,10 +158,62 @@ __device__ __forceinline__ void issue_64x64_k96(float (&acc)[32], const uint32_t
   for (int kk = 0; kk < 2; ++kk) wgmma_m64n64k16_rs<0>(acc, a[4 + kk], desc_narrow(b_narrow + kk * 32, false), 1);
 }
 
+// acc (64 x 64) (= 0 first when !accumulate) += A B over k = 0 .. 95 with A from shared memory too:
+// A (rows a .. a + 63) and B both K-major, each a wide tile (k 0..63) and a narrow one (k 64..95).
+__device__ __forceinline__ void issue_64x64_k96_ss(float (&acc)[32], const unsigned char* a,
+                                                   const unsigned char* a_narrow, const unsigned char* b,
+                                                   const unsigned char* b_narrow, bool accumulate) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_m64n64k16_ss(acc, desc(a + kk * 32, false), desc(b + kk * 32, false), accumulate || kk > 0);
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk)
+    wgmma_m64n64k16_ss(acc, desc_narrow(a_narrow + kk * 32, false), desc_narrow(b_narrow + kk * 32, false), 1);
+}
+
 // acc (64 x 32) += A B: A in registers (4 k-steps), B MN-major from a narrow tile of 64 rows.
 __device__ __forceinline__ void issue_64x32_mn(float (&acc)[16], const uint32_t (&a)[4][4], const unsigned char* b) {
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) wgmma_m64n32k16_rs<1>(acc, a[kk], desc_narrow(b + kk * 16 * 64, true), 1);
+}
+
+// The products over a head width W (64, or 96 = a wide and a narrow tile) of the kernels that take
+// d_qk and d_v in {64, 96}:
+//   issue_k<W>: acc (64 x 64) (= 0 first when !accumulate) += A B over k = 0 .. W - 1, A in
+//     registers (W / 16 k-steps), B K-major (the wide tile, then the narrow one for k 64..95);
+//   issue_n<W>: acc (64 x W: acc columns 0..63, acc_n 64..95) += A B, A in registers (4 k-steps),
+//     B MN-major (64 rows of the wide tile, and of the narrow one).
+template <int W>
+__device__ __forceinline__ void issue_k(float (&acc)[32], const uint32_t (&a)[W / 16][4], const unsigned char* b,
+                                        const unsigned char* b_narrow, bool accumulate) {
+  static_assert(W == 64 || W == 96, "head widths 64 and 96");
+  if constexpr (W == 96)
+    issue_64x64_k96(acc, a, b, b_narrow, accumulate);
+  else
+    issue_64x64<false>(acc, a, b, accumulate);
+}
+template <int W>
+__device__ __forceinline__ void issue_n(float (&acc)[32], float (&acc_n)[W == 96 ? 16 : 1], const uint32_t (&a)[4][4],
+                                        const unsigned char* b, const unsigned char* b_narrow) {
+  static_assert(W == 64 || W == 96, "head widths 64 and 96");
+  issue_64x64<true>(acc, a, b, true);
+  if constexpr (W == 96) issue_64x32_mn(acc_n, a, b_narrow);
+}
+
+// A warp's 16 rows r0.. of a W-wide head (wide tile, + narrow) as A fragments over k = 0 .. W - 1.
+template <int W>
+__device__ __forceinline__ void load_a_frags_w(uint32_t (&f)[W / 16][4], const unsigned char* tile,
+                                               const unsigned char* narrow, int r0) {
+  load_a_frags(*reinterpret_cast<uint32_t(*)[4][4]>(&f[0]), tile, r0);
+  if constexpr (W == 96) load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&f[4]), narrow, r0);
+}
+
+// A W-wide head's ROWS rows (wide tile + narrow tile for W = 96) from src, as load_tile_swz.
+template <int ROWS, int THREADS, int W>
+__device__ __forceinline__ void load_head_swz(unsigned char* wide, unsigned char* narrow, const bf16* src,
+                                              int64_t stride, int valid) {
+  load_tile_swz<ROWS, THREADS>(wide, src, stride, valid);
+  if constexpr (W == 96) load_tile_swz<ROWS, THREADS, 64>(narrow, src + 64, stride, valid);
 }
 
 // The software pipeline of the three flash kernels over `steps` tiles streamed through a 4-stage
