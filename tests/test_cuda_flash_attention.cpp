@@ -182,7 +182,7 @@ TEST(CudaFlashAttention, MatchesReferenceKernels) {
   Rng rng(seed);
   for (Case c : {Case{2, 300, 300, 12, 4, 4, 64, 64}, Case{2, 257, 257, 4, 1, 1, 64, 96},
                  Case{1, 200, 200, 12, 12, 12, 96, 64}, Case{2, 129, 129, 4, 1, 4, 64, 192},
-                 Case{1, 33, 300, 4, 2, 1, 128, 128}}) {
+                 Case{1, 33, 300, 4, 2, 1, 128, 128}, Case{1, 1000, 1000, 12, 12, 12, 96, 64}}) {
     SCOPED_TRACE(c.str() + " (seed " + std::to_string(seed) + ")");
     const Inputs in = draw(c, rng);
     Tensor q = in.q.to(DType::bf16).to(kGpu), k = in.k.to(DType::bf16).to(kGpu), v = in.v.to(DType::bf16).to(kGpu),
