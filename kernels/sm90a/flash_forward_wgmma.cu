@@ -1,8 +1,9 @@
 // Causal flash attention forward with wgmma (see flash_forward_wgmma.h), (d_qk, d_v) = (64, 64),
-// (64, 96) or (96, 64). (A width of 96 is a wide and a narrow tile (wgmma.cuh). d_v = 96, GTA-S: O
-// is a 64- and a 32-column product, and Q is read from shared memory instead of registers, so
-// that two CTAs per SM still fit; d_qk = 96, MLA-S: S's k-steps run over both tiles of Q and K,
-// Q again from shared memory.)
+// (64, 96), (96, 64) or (64, 192). (A width of 96 is a wide and a narrow tile (wgmma.cuh). d_v =
+// 96, GTA-S: O is a 64- and a 32-column product, and Q is read from shared memory instead of
+// registers, so that two CTAs per SM still fit; d_qk = 96, MLA-S: S's k-steps run over both tiles
+// of Q and K, Q again from shared memory; d_v = 192, GVA-S: V is three wide tiles and O three
+// 64-column products, whose 96 accumulator registers allow one CTA per SM.)
 //
 // Tiling: one CTA per (128 queries, query head, batch), heaviest tiles first, 2 CTAs per SM; 2
 // warpgroups of 128 threads, each owning 64 query rows (wgmma's M). Where query heads 2j and
@@ -61,14 +62,15 @@ constexpr int kStages = 4;            // K/V ring: tile n in use, n+1 resident, 
 
 // Shared memory for d_qk = DQK and d_v = DV (each 64, or 96 = a wide and a narrow tile): Q (+
 // narrow), then the ring of stages, each K (+ narrow), V (+ narrow); plus 1 KB to align the base
-// to 1024 bytes. 64 / 64: 81 KB, 64 / 96: 97 KB, 96 / 64: 105 KB; two CTAs per SM.
+// to 1024 bytes (d_v 192: V is three wide tiles). 64 / 64: 81 KB, 64 / 96: 97 KB, 96 / 64: 105 KB,
+// two CTAs per SM; 64 / 192: 145 KB, one.
 template <int DQK, int DV>
 struct Smem {
   static constexpr int kQ2 = TM * 128;                                // narrow Q
   static constexpr int kRing = kQ2 + (DQK == 96 ? TM * 64 : 0);
   static constexpr int kK2 = KN * 128;                                // in a stage: narrow K
   static constexpr int kV = kK2 + (DQK == 96 ? KN * 64 : 0);          // in a stage: V
-  static constexpr int kV2 = kV + KN * 128;                           // in a stage: narrow V
+  static constexpr int kV2 = kV + (DV == 192 ? 3 : 1) * KN * 128;     // in a stage: narrow V
   static constexpr int kStage = kV2 + (DV == 96 ? KN * 64 : 0);
   static constexpr size_t kBytes = kRing + kStages * kStage + 1024;
   static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
@@ -114,7 +116,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], float (&m)[2], floa
 }
 
 template <int DQK, int DV, bool kPair>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, DV == 192 ? 1 : 2)
     fwd_wgmma_kernel(Dims d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
                      const bf16* __restrict__ v, bf16* __restrict__ out, float* __restrict__ lse) {
   using L = Smem<DQK, DV>;
@@ -162,9 +164,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   pipeline_prefetch(ntiles, load_kv);
   pipeline_wait_first();  // Q lands with tile 0
 
-  float o[32], ob[kNarrow ? 16 : 1];  // O columns 0..63, and 64..95 for d_v 96
+  constexpr int kWide = DV == 192 ? 2 : 1;  // O's further 64-column blocks (d_v 192)
+  float o[32], ob[kNarrow ? 16 : 1], oc[kWide][32];  // O columns 0..63; 64..95 (d_v 96); 64..191 (192)
 #pragma unroll
-  for (int e = 0; e < 32; ++e) o[e] = 0.f;
+  for (int e = 0; e < 32; ++e) {
+    o[e] = 0.f;
+    if constexpr (DV == 192) oc[0][e] = oc[1][e] = 0.f;
+  }
 #pragma unroll
   for (int e = 0; e < (kNarrow ? 16 : 1); ++e) ob[e] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];  // rows g, g + 8
@@ -191,6 +197,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       [&](int n) {  // O += P V
         issue_64x64<true>(o, p, stage(n) + L::kV, true);
         if constexpr (kNarrow) issue_64x32_mn(ob, p, stage(n) + L::kV2);
+        if constexpr (DV == 192) {
+#pragma unroll
+          for (int c = 0; c < 2; ++c) issue_64x64<true>(oc[c], p, stage(n) + L::kV + (c + 1) * KN * 128, true);
+        }
       },
       [&](int n) {
         fence_regs(s);
@@ -200,6 +210,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       [&]() {
         fence_regs(o);
         fence_regs(ob);
+#pragma unroll
+        for (int c = 0; c < kWide; ++c) fence_regs(oc[c]);
       },
       [&]() {
         fence_regs(p);  // P(n - 1)'s registers were wgmma's operand until here
@@ -208,6 +220,13 @@ __global__ void __launch_bounds__(kThreads, 2)
         if constexpr (kNarrow) {
 #pragma unroll
           for (int e = 0; e < 16; ++e) ob[e] *= alpha[(e / 2) % 2];
+        }
+        if constexpr (DV == 192) {
+#pragma unroll
+          for (int e = 0; e < 32; ++e) {
+            oc[0][e] *= alpha[(e / 2) % 2];
+            oc[1][e] *= alpha[(e / 2) % 2];
+          }
         }
       },
       [&]() { to_a_frag<KN>(p, reinterpret_cast<const float(&)[KN / 8][4]>(s)); });
@@ -221,8 +240,12 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (t >= d.T) continue;
     const float inv = 1.f / sum;
     bf16* orow = out + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * DV + 2 * (lane % 4);
-    // columns 8 j + 2 (lane % 4): o for j < 8, ob for j = 8 .. 11
-    auto at = [&](int j, int e) { return j < 8 ? o[4 * j + 2 * h + e] : ob[kNarrow ? 4 * (j - 8) + 2 * h + e : 0]; };
+    // columns 8 j + 2 (lane % 4): o for j < 8, then ob (j = 8 .. 11, d_v 96) or oc (j = 8 .. 23, 192)
+    auto at = [&](int j, int e) {
+      if (j < 8) return o[4 * j + 2 * h + e];
+      if constexpr (DV == 192) return oc[(j - 8) / 8][4 * ((j - 8) % 8) + 2 * h + e];
+      return ob[kNarrow ? 4 * (j - 8) + 2 * h + e : 0];
+    };
 #pragma unroll
     for (int j = 0; j < DV / 8; ++j)
       *reinterpret_cast<uint32_t*>(orow + j * 8) = pack_bf16(at(j, 0) * inv, at(j, 1) * inv);
@@ -259,7 +282,11 @@ namespace {
 bool wgmma_widths(int64_t dqk, int64_t dv) { return (dqk == 64 && (dv == 64 || dv == 96)) || (dqk == 96 && dv == 64); }
 }  // namespace
 
-bool flash_forward_available(const AttnDims& a) { return wgmma_widths(a.dqk, a.dv) && wgmma_enabled(); }
+// The forward also takes d_v 192 (GVA-S): its dK/dV would need dV's 96 accumulator registers per
+// thread beside everything else, so the backward runs mma.sync there.
+bool flash_forward_available(const AttnDims& a) {
+  return (wgmma_widths(a.dqk, a.dv) || (a.dqk == 64 && a.dv == 192)) && wgmma_enabled();
+}
 
 bool backward_available(int64_t dqk, int64_t dv) { return wgmma_widths(dqk, dv) && wgmma_enabled(); }
 
@@ -287,6 +314,7 @@ void flash_forward(const AttnDims& a, float scale, const void* q, const void* k,
   using W96 = std::integral_constant<int, 96>;
   if (a.dqk == 96) return run(W96{}, W64{});
   if (a.dv == 96) return run(W64{}, W96{});
+  if (a.dv == 192) return run(W64{}, std::integral_constant<int, 192>{});
   run(W64{}, W64{});
 }
 

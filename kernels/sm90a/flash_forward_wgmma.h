@@ -1,7 +1,7 @@
 // The causal flash attention forward on Hopper's warpgroup tensor-core instructions (wgmma), for
-// (d_qk, d_v) = (64, 64), (64, 96) and (96, 64) (MHA, GQA, MQA, GTA-S and MLA-S shapes): the same
-// problem, layouts and results (out, lse) as kernels::flash_attention_forward, which calls it
-// where it applies.
+// (d_qk, d_v) = (64, 64), (64, 96), (96, 64) and (64, 192) (MHA, GQA, MQA, GTA-S, MLA-S and GVA-S
+// shapes): the same problem, layouts and results (out, lse) as kernels::flash_attention_forward,
+// which calls it where it applies.
 // Compiled for sm_90a only.
 #pragma once
 #include "kernels/attention_ref.h"

@@ -208,11 +208,14 @@ __device__ __forceinline__ void load_a_frags_w(uint32_t (&f)[W / 16][4], const u
   if constexpr (W == 96) load_a_frags_narrow(*reinterpret_cast<uint32_t(*)[2][4]>(&f[4]), narrow, r0);
 }
 
-// A W-wide head's ROWS rows (wide tile + narrow tile for W = 96) from src, as load_tile_swz.
+// A W-wide head's ROWS rows from src, as load_tile_swz: a wide tile, + a narrow one for W = 96;
+// W = 192 is three wide tiles, ROWS * 128 bytes apart from `wide` on (narrow unused).
 template <int ROWS, int THREADS, int W>
 __device__ __forceinline__ void load_head_swz(unsigned char* wide, unsigned char* narrow, const bf16* src,
                                               int64_t stride, int valid) {
-  load_tile_swz<ROWS, THREADS>(wide, src, stride, valid);
+  static_assert(W == 64 || W == 96 || W == 192, "head widths 64, 96 and 192");
+#pragma unroll
+  for (int i = 0; i < (W == 192 ? 3 : 1); ++i) load_tile_swz<ROWS, THREADS>(wide + i * ROWS * 128, src + 64 * i, stride, valid);
   if constexpr (W == 96) load_tile_swz<ROWS, THREADS, 64>(narrow, src + 64, stride, valid);
 }
 
