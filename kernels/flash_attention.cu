@@ -50,8 +50,9 @@
 // Shared key/value heads are read by head index, never materialised per query head. Offsets are
 // 64-bit. Widths are template parameters: d_qk in {64, 96, 128}, d_v in {64, 96, 128, 192}.
 // On compute capability 9.0 the wgmma kernels of kernels/sm90a/ take over where they apply (the
-// forward, dK/dV and dQ for d_qk 64 with d_v 64 or 96; same math, units and outputs);
-// GTA_FLASH_WGMMA=0 in the environment keeps these kernels instead, for measurement.
+// forward, dK/dV and dQ for (d_qk, d_v) = (64, 64), (64, 96) and (96, 64), and the forward for
+// (64, 192); same math, units and outputs); GTA_FLASH_WGMMA=0 in the environment keeps these
+// kernels instead, for measurement.
 #include <cuda_bf16.h>
 
 #include <cmath>
