@@ -15,9 +15,9 @@
 //     kernel) where 128 keys of every head made the heaviest CTAs the tail of the launch.
 // The warpgroup's K and V rows stay in registers as A fragments. The CTA loops over its heads
 // (pairs of heads when split by heads) and, per head, over query tiles of 64 from the first that
-// sees its keys; Q, dO (swizzled, see wgmma.cuh; a width of 96 is a wide and a narrow tile), lse and D
-// of each tile (of each warpgroup's head, when split by heads) pass through a 4-stage cp.async
-// ring, loaded two tiles ahead. Per step n, each
+// sees its keys; Q, dO (swizzled, see wgmma.cuh; a width of 96 is a wide and a narrow tile), lse
+// and D of each tile (of each warpgroup's head, when split by heads) pass through a 4-stage
+// cp.async ring, loaded two tiles ahead. Per step n, each
 // warpgroup computes (all m64n64k16, A from registers, B from shared memory)
 //   S^T  = K Q^T         B = Q   K-major       dP^T = V dO^T    B = dO  K-major
 //   P^T, dS^T elementwise in registers (causal mask on tiles crossing the diagonal)
@@ -128,12 +128,11 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     }
   };
 
-  const int64_t vstride = static_cast<int64_t>(d.nv) * DV;
-  const bf16* vrow = static_cast<const bf16*>(d.v) + ((static_cast<int64_t>(b) * d.S + u0) * d.nv + vh) * DV;
-  load_head_swz<TK, kThreads, DQK>(Ks, Ks2,
-                                   static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK,
-                                   static_cast<int64_t>(d.nk) * DQK, d.S - u0);
-  load_head_swz<TK, kThreads, DV>(Vs, Vs2, vrow, vstride, d.S - u0);
+  const int64_t kstride = static_cast<int64_t>(d.nk) * DQK, vstride = static_cast<int64_t>(d.nv) * DV;
+  const bf16* krow0 = static_cast<const bf16*>(d.k) + ((static_cast<int64_t>(b) * d.S + u0) * d.nk + kh) * DQK;
+  const bf16* vrow0 = static_cast<const bf16*>(d.v) + ((static_cast<int64_t>(b) * d.S + u0) * d.nv + vh) * DV;
+  load_head_swz<TK, kThreads, DQK>(Ks, Ks2, krow0, kstride, d.S - u0);
+  load_head_swz<TK, kThreads, DV>(Vs, Vs2, vrow0, vstride, d.S - u0);
   pipeline_prefetch(steps, load_step);
   pipeline_wait_first();  // K and V land with step 0
 
@@ -252,7 +251,9 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
     auto dk_at = [&](int j, int e) {
       return d.scale * (j < 8 ? dka[4 * j + 2 * h + e] : dkb[DQK == 96 ? 4 * (j - 8) + 2 * h + e : 0]);
     };
-    auto dv_at = [&](int j, int e) { return j < 8 ? dva[4 * j + 2 * h + e] : dvb[DV == 96 ? 4 * (j - 8) + 2 * h + e : 0]; };
+    auto dv_at = [&](int j, int e) {
+      return j < 8 ? dva[4 * j + 2 * h + e] : dvb[DV == 96 ? 4 * (j - 8) + 2 * h + e : 0];
+    };
     if (d.gu == d.gk) {
       bf16* row = static_cast<bf16*>(d.dk) + ((static_cast<int64_t>(b) * d.S + u) * d.nk + kh) * DQK + c;
 #pragma unroll

@@ -215,7 +215,8 @@ __device__ __forceinline__ void load_head_swz(unsigned char* wide, unsigned char
                                               int64_t stride, int valid) {
   static_assert(W == 64 || W == 96 || W == 192, "head widths 64, 96 and 192");
 #pragma unroll
-  for (int i = 0; i < (W == 192 ? 3 : 1); ++i) load_tile_swz<ROWS, THREADS>(wide + i * ROWS * 128, src + 64 * i, stride, valid);
+  for (int i = 0; i < (W == 192 ? 3 : 1); ++i)
+    load_tile_swz<ROWS, THREADS>(wide + i * ROWS * 128, src + 64 * i, stride, valid);
   if constexpr (W == 96) load_tile_swz<ROWS, THREADS, 64>(narrow, src + 64, stride, valid);
 }
 
