@@ -184,12 +184,8 @@ __global__ void __launch_bounds__(kThreads, DV == 192 ? 1 : 2)
   pipeline_run(
       ntiles, load_kv,
       [&](int n) {  // S = Q K^T
-        if constexpr (DQK == 96) {
-          issue_64x64_k96_ss(s, Qs + wg * 64 * 128, Qs2 + wg * 64 * 64, stage(n), stage(n) + L::kK2, false);
-        } else if constexpr (kQs) {
-#pragma unroll
-          for (int kk = 0; kk < 4; ++kk)
-            wgmma_m64n64k16_ss(s, desc(Qs + wg * 64 * 128 + kk * 32, false), desc(stage(n) + kk * 32, false), kk > 0);
+        if constexpr (kQs) {
+          issue_k_ss<DQK>(s, Qs + wg * 64 * 128, Qs2 + wg * 64 * 64, stage(n), stage(n) + L::kK2, false);
         } else {
           issue_64x64<false>(s, qf, stage(n), false);
         }
@@ -275,11 +271,9 @@ void launch_forward(const Dims& d, float scale, const void* q, const void* k, co
   GTA_CUDA_CHECK_LAUNCH();
 }
 
-}  // namespace
-
-namespace {
 // The (d_qk, d_v) pairs the wgmma kernels are built for.
 bool wgmma_widths(int64_t dqk, int64_t dv) { return (dqk == 64 && (dv == 64 || dv == 96)) || (dqk == 96 && dv == 64); }
+
 }  // namespace
 
 // The forward also takes d_v 192 (GVA-S): its dK/dV would need dV's 96 accumulator registers per

@@ -158,19 +158,6 @@ __device__ __forceinline__ void issue_64x64_k96(float (&acc)[32], const uint32_t
   for (int kk = 0; kk < 2; ++kk) wgmma_m64n64k16_rs<0>(acc, a[4 + kk], desc_narrow(b_narrow + kk * 32, false), 1);
 }
 
-// acc (64 x 64) (= 0 first when !accumulate) += A B over k = 0 .. 95 with A from shared memory too:
-// A (rows a .. a + 63) and B both K-major, each a wide tile (k 0..63) and a narrow one (k 64..95).
-__device__ __forceinline__ void issue_64x64_k96_ss(float (&acc)[32], const unsigned char* a,
-                                                   const unsigned char* a_narrow, const unsigned char* b,
-                                                   const unsigned char* b_narrow, bool accumulate) {
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    wgmma_m64n64k16_ss(acc, desc(a + kk * 32, false), desc(b + kk * 32, false), accumulate || kk > 0);
-#pragma unroll
-  for (int kk = 0; kk < 2; ++kk)
-    wgmma_m64n64k16_ss(acc, desc_narrow(a_narrow + kk * 32, false), desc_narrow(b_narrow + kk * 32, false), 1);
-}
-
 // acc (64 x 32) += A B: A in registers (4 k-steps), B MN-major from a narrow tile of 64 rows.
 __device__ __forceinline__ void issue_64x32_mn(float (&acc)[16], const uint32_t (&a)[4][4], const unsigned char* b) {
 #pragma unroll
@@ -191,6 +178,21 @@ __device__ __forceinline__ void issue_k(float (&acc)[32], const uint32_t (&a)[W 
     issue_64x64_k96(acc, a, b, b_narrow, accumulate);
   else
     issue_64x64<false>(acc, a, b, accumulate);
+}
+// issue_k_ss<W>: the same as issue_k with A from shared memory too (rows a .. a + 63, K-major: the
+//   wide tile, then the narrow one for k 64..95).
+template <int W>
+__device__ __forceinline__ void issue_k_ss(float (&acc)[32], const unsigned char* a, const unsigned char* a_narrow,
+                                           const unsigned char* b, const unsigned char* b_narrow, bool accumulate) {
+  static_assert(W == 64 || W == 96, "head widths 64 and 96");
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_m64n64k16_ss(acc, desc(a + kk * 32, false), desc(b + kk * 32, false), accumulate || kk > 0);
+  if constexpr (W == 96) {
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk)
+      wgmma_m64n64k16_ss(acc, desc_narrow(a_narrow + kk * 32, false), desc_narrow(b_narrow + kk * 32, false), 1);
+  }
 }
 template <int W>
 __device__ __forceinline__ void issue_n(float (&acc)[32], float (&acc_n)[W == 96 ? 16 : 1], const uint32_t (&a)[4][4],
