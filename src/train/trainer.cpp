@@ -8,6 +8,7 @@
 #include <fstream>
 #include <optional>
 
+#include "core/cuda_runtime.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/loader.h"
@@ -224,9 +225,14 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tps = secs > 0 ? static_cast<double>(window_tokens) / secs : 0;
-      if (lead)
-        metrics->write({{"step", step}, {"event", "train"}, {"loss", train_loss}, {"lr", lr}, {"grad_norm", gnorm},
-                     {"tokens", tokens_seen}, {"tokens_per_s", tps}});
+      if (lead) {
+        nlohmann::json rec = {{"step", step}, {"event", "train"}, {"loss", train_loss}, {"lr", lr},
+                              {"grad_norm", gnorm}, {"tokens", tokens_seen}, {"tokens_per_s", tps}};
+        // The caching allocator's high-water mark since the process started (this rank's GPU).
+        if (device.is_cuda())
+          rec["peak_mem_gb"] = static_cast<double>(cuda::memory_stats(device.index).peak_allocated_bytes) / 1e9;
+        metrics->write(rec);
+      }
       progress.update(step, train_loss, lr, tps, gnorm, false);
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
