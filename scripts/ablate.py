@@ -105,8 +105,8 @@ def run_config(suite, run, out_dir, cfg_path):
 
 
 def has_checkpoint(run_dir):
-    """A complete step_N/ directory (the files gta writes last: trainer.json is one of them)."""
-    return any((d / "trainer.json").is_file() for d in run_dir.glob("step_*") if d.is_dir())
+    """A complete checkpoints/step_N/ directory (gta writes it under a temporary name, then renames)."""
+    return any((d / "trainer.json").is_file() for d in (run_dir / "checkpoints").glob("step_*") if d.is_dir())
 
 
 def read_metrics(path):
@@ -162,22 +162,34 @@ def train(gta, cfg_path, resume, clock, reserve_s, log_path):
     """Runs gta train until it ends or the budget (less reserve_s) is spent; returns its exit code."""
     cmd = [gta, "train", str(cfg_path)] + (["--resume"] if resume else [])
     with open(log_path, "a") as log:
-        log.write(f"$ {' '.join(cmd)}\n")
+        log.write(f"$ {shown(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         signalled = False
-        while proc.poll() is None:
-            if not signalled and clock.left() < reserve_s:
-                proc.send_signal(signal.SIGTERM)  # gta saves a checkpoint after the step in flight
-                signalled = True
-            time.sleep(1)
-    return cmd, proc.returncode, signalled
+        try:
+            while proc.poll() is None:
+                if not signalled and clock.left() < reserve_s:
+                    proc.send_signal(signal.SIGTERM)  # gta saves a checkpoint after the step in flight
+                    signalled = True
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # Ctrl-C reached gta too: let it save, then record the run
+            proc.wait()
+    return cmd, proc.returncode
+
+
+def shown(cmd):
+    """A command as recorded in the logs: paths inside the repository relative to its root."""
+    out = []
+    for arg in cmd:
+        p = Path(arg)
+        out.append(os.path.relpath(p, ROOT) if p.is_absolute() and p.resolve().is_relative_to(ROOT) else str(arg))
+    return " ".join(out)
 
 
 def gta_json(cmd):
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
-        fail(f"{' '.join(cmd)} failed (exit {out.returncode}):\n{out.stderr.strip()}")
+        fail(f"{shown(cmd)} failed (exit {out.returncode}):\n{out.stderr.strip()}")
     return json.loads(out.stdout)
 
 
@@ -188,11 +200,11 @@ def finish(suite, gta, run, run_dir, log_dir, cfg_path, seq_len, vocab):
     eval_cmd = [gta, "eval", str(run_dir), "--data", suite["data"]["val"], "--batches", str(batches),
                 "--batch-size", str(fe["batch_size"]), "--seq-len", str(seq_len), "--json"]
     ev = gta_json(eval_cmd)
-    ev["command"] = " ".join(eval_cmd)
+    ev["command"] = shown(eval_cmd)
     (log_dir / "eval.json").write_text(json.dumps(ev, indent=2) + "\n")
     info_cmd = [gta, "info", str(cfg_path), "--seq-len", str(seq_len), "--vocab-size", str(vocab), "--json"]
     info = gta_json(info_cmd)
-    info["command"] = " ".join(info_cmd)
+    info["command"] = shown(info_cmd)
     (log_dir / "info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -212,6 +224,8 @@ def main():
     ap.add_argument("--results", help="log directory (default: experiments/ablations/<name>)")
     ap.add_argument("--runs", help="checkpoint directory (default: runs/ablations/<name>)")
     ap.add_argument("--only", nargs="+", metavar="RUN", help="only these runs (names as gta-s1)")
+    ap.add_argument("--plan", action="store_true",
+                    help="print each run's state (complete, resume, start), write the run configs, train nothing")
     args = ap.parse_args()
 
     suite = load_suite(args.suite)
@@ -225,8 +239,9 @@ def main():
     if not tok.is_file():
         fail(f"{args.suite}: data.tokenizer {suite['data']['tokenizer']} does not exist "
              f"(prepare the '{suite.get('corpus', suite['name'])}' corpus first: see scripts/corpus/)")
-    results = Path(args.results) if args.results else ROOT / "experiments" / "ablations" / suite["name"]
-    runs_root = Path(args.runs) if args.runs else ROOT / "runs" / "ablations" / suite["name"]
+    # Absolute: gta runs from the repository root (the suite's data paths are relative to it).
+    results = Path(args.results).resolve() if args.results else ROOT / "experiments" / "ablations" / suite["name"]
+    runs_root = Path(args.runs).resolve() if args.runs else ROOT / "runs" / "ablations" / suite["name"]
     results.mkdir(parents=True, exist_ok=True)
     runs_root.mkdir(parents=True, exist_ok=True)
     manifest = tok.parent / "manifest.json"
@@ -255,6 +270,13 @@ def main():
         if state.get("complete"):
             print(f"{name}: complete, skipped")
             continue
+        if args.plan:
+            cfg_path = runs_root / f"{name}.yaml"
+            cfg_path.write_text(yaml.safe_dump(run_config(suite, run, run_dir, cfg_path), sort_keys=False))
+            at = last_train_step(read_metrics(run_dir / "metrics.jsonl"))
+            print(f"{name}: {'resume from a checkpoint, ' if has_checkpoint(run_dir) else 'start, '}"
+                  f"logged step {at}/{steps}; config {shown([cfg_path])}")
+            continue
         if clock.left() < 2 * args.reserve_s:
             print(f"{name}: not started ({clock.left():.0f} s left)")
             break
@@ -264,12 +286,16 @@ def main():
         done = last_train_step(read_metrics(run_dir / "metrics.jsonl")) >= steps and has_checkpoint(run_dir)
         if not done:
             resume = has_checkpoint(run_dir)
-            if not resume and run_dir.exists():
-                shutil.rmtree(run_dir)  # a start that never reached a checkpoint: begin again
+            if not resume:
+                # A start that never reached a checkpoint (or whose checkpoints went with another
+                # machine): begin again, with a fresh record.
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                state = {"restarts": state.get("restarts", -1) + 1}
             print(f"{name}: {'resuming' if resume else 'starting'} ({clock.left():.0f} s left)", flush=True)
             t0 = time.monotonic()
-            cmd, rc, stopped = train(gta, cfg_path, resume, clock, args.reserve_s, log_dir / "train.log")
-            state.setdefault("train_commands", []).append(" ".join(cmd))
+            cmd, rc = train(gta, cfg_path, resume, clock, args.reserve_s, log_dir / "train.log")
+            state.setdefault("train_commands", []).append(shown(cmd))
             state["wall_s"] = state.get("wall_s", 0) + time.monotonic() - t0
             state.setdefault("cards", [])
             if card not in state["cards"]:
@@ -281,12 +307,15 @@ def main():
             at = last_train_step(read_metrics(run_dir / "metrics.jsonl"))
             state.update(name=name, type=run["type"], seed=run["seed"], lr=run.get("lr"), step=at, steps=steps)
             state_path.write_text(json.dumps(state, indent=2) + "\n")
-            if rc not in (0, 130, 143) or (rc != 0 and not stopped):
+            # 0: finished or stopped (older gta); 130/143: stopped by SIGINT/SIGTERM after saving.
+            if rc not in (0, 130, 143):
                 tail = (log_dir / "train.log").read_text().splitlines()[-5:]
                 fail(f"{name}: gta train exited {rc} at step {at}; see {log_dir / 'train.log'}:\n" + "\n".join(tail))
             done = at >= steps
             if not done:
                 print(f"{name}: stopped at step {at}/{steps}; run again to resume")
+                if rc == 130:
+                    sys.exit(130)
                 break
         if clock.left() < args.reserve_s / 3:
             print(f"{name}: trained; evaluation left for the next call")
