@@ -7,8 +7,8 @@
 // Resume: like metrics.jsonl, the events of steps after the resumed checkpoint (written after it
 // by the run that stopped) are dropped. A start writes a new file that begins with the kept
 // events of the directory's earlier files, then removes them: one file, steps in order, no step
-// twice. A TensorBoard already watching sees the new file restart from step 1 and, as on any
-// restart, purges what it held from that step on.
+// twice. A TensorBoard already watching reads the new file from step 1 again; its event reader
+// takes a step that goes back for a restart and drops what it held from that step on.
 #pragma once
 #include <cstdint>
 #include <cstdio>
