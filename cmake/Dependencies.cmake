@@ -12,6 +12,16 @@ find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
+# TensorBoard event files: the messages through protobuf's lite runtime, the records' CRC-32C
+# through Boost.CRC (header-only).
+find_package(Protobuf REQUIRED)
+find_package(Boost 1.74 REQUIRED)
+# Debian's and Ubuntu's libsentencepiece carry a protobuf of their own (3.14 in Debian 12) and
+# export its symbols; with a shared libprotobuf of another version in the same process, one side's
+# generated code meets the other side's runtime and its version check aborts. So the runtime is
+# linked statically, ahead of SentencePiece, and its symbols are not exported (--exclude-libs):
+# gta's messages use this copy, SentencePiece keeps its own.
+find_library(GTA_PROTOBUF_LITE_STATIC libprotobuf-lite.a REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 find_library(GTA_SENTENCEPIECE_TRAIN sentencepiece_train REQUIRED)
@@ -23,8 +33,10 @@ add_library(gta_deps INTERFACE)
 target_include_directories(gta_deps INTERFACE ${GTA_CBLAS_INCLUDE} ${HDF5_INCLUDE_DIRS})
 target_link_libraries(gta_deps INTERFACE
   Threads::Threads OpenMP::OpenMP_CXX BLAS::BLAS MPI::MPI_CXX ${HDF5_C_LIBRARIES}
-  yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json
-  PkgConfig::SENTENCEPIECE ${GTA_SENTENCEPIECE_TRAIN})
+  yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json Boost::headers
+  ${GTA_PROTOBUF_LITE_STATIC} PkgConfig::SENTENCEPIECE ${GTA_SENTENCEPIECE_TRAIN})
+target_include_directories(gta_deps INTERFACE ${Protobuf_INCLUDE_DIRS})
+target_link_options(gta_deps INTERFACE "LINKER:--exclude-libs,libprotobuf-lite.a")
 
 if(GTA_WITH_CUDA)
   # NCCL and cuDNN ship no CMake package: look beside the toolkit and in the system paths.

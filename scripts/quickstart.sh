@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # From a fresh Debian/Ubuntu machine to a trained model: installs what is missing, builds,
 # trains the quickstart GTA model on tinyshakespeare (CPU is fine), evaluates it on the
-# held-out speeches and prints samples. About 10-15 minutes on 2 cores.
+# held-out speeches, prints samples and draws the loss curves. About 10-15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +32,7 @@ for prompt in "ROMEO:" "First Citizen:"; do
   "$gta" generate runs/quickstart --prompt "$prompt" --max-new-tokens 150 --temperature 0.8 --top-k 50 --seed 1 --across-documents
   echo "----"
 done
+
+echo "== loss curves"
+"$gta" plot runs/quickstart --out runs/quickstart/loss_curves.png
+echo "The loss curves are in runs/quickstart/loss_curves.png; to watch a run live: tensorboard --logdir runs/"

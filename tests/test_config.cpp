@@ -77,6 +77,8 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.checkpoint.keep, 3);
   EXPECT_EQ(c.eval.every, 200);
   EXPECT_EQ(c.eval.batches, 20);
+  EXPECT_TRUE(c.logging.tensorboard);
+  EXPECT_EQ(c.logging.peak_tflops, 0);
 }
 
 TEST(Config, LoadsFileAndKeepsDefaultsForMissingKeys) {
@@ -199,6 +201,23 @@ TEST(Config, UnknownKeyNamesKeyAndLine) {
   const std::string p5 = dir.write("run5.yaml", std::string(kModel) + "    n_kv_head: 3\n");
   expect_error([&] { load_run_config(p5, {}); },
                {p5 + ":10:5", "model.attention.n_kv_head: unknown key", "did you mean 'n_kv_heads'"});
+}
+
+TEST(Config, LoggingSection) {
+  TempDir dir;
+  const std::string ok = dir.write("ok.yaml", std::string(kModel) + "logging:\n  tensorboard: false\n  peak_tflops: 989\n");
+  const RunConfig c = load_run_config(ok, {});
+  EXPECT_FALSE(c.logging.tensorboard);
+  EXPECT_EQ(c.logging.peak_tflops, 989);
+  EXPECT_TRUE(load_run_config(ok, {"logging.tensorboard=true"}).logging.tensorboard);
+  const std::string typo = dir.write("typo.yaml", std::string(kModel) + "logging:\n  tensorbord: false\n");
+  expect_error([&] { load_run_config(typo, {}); },
+               {typo + ":11:3", "logging.tensorbord: unknown key", "did you mean 'tensorboard'"});
+  const std::string section = dir.write("section.yaml", std::string(kModel) + "loging:\n  tensorboard: false\n");
+  expect_error([&] { load_run_config(section, {}); }, {section + ":10:1", "loging: unknown section", "logging"});
+  const std::string word = dir.write("word.yaml", std::string(kModel) + "logging: {tensorboard: sometimes}\n");
+  expect_error([&] { load_run_config(word, {}); }, {word + ":10:24", "logging.tensorboard: expected true or false"});
+  expect_error([&] { load_run_config(ok, {"logging.peak_tflops=-1"}); }, {"logging.peak_tflops must be >= 0"});
 }
 
 TEST(Config, KeyOfAnotherAttentionTypeIsAnError) {
@@ -557,6 +576,7 @@ TEST(Config, JsonRoundTripIsExact) {
   c.optim.decay_norms_and_biases = true;
   c.checkpoint = {7, 0};
   c.eval = {0, 5};
+  c.logging = {false, 1.0 / 7.0};
   const nlohmann::json j = to_json(c);
   EXPECT_EQ(run_config_from_json(j), c);
   EXPECT_EQ(run_config_from_json(nlohmann::json::parse(j.dump())), c);

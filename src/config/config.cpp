@@ -138,6 +138,12 @@ void visit_dist(D& d, F&& f) {
   f("zero1", d.zero1);
 }
 
+template <class L, class F>
+void visit_logging(L& l, F&& f) {
+  f("tensorboard", l.tensorboard);
+  f("peak_tflops", l.peak_tflops);
+}
+
 // Visits the sections of a run config (model excluded: it has the nested attention map).
 template <class R, class F>
 void visit_plain_sections(R& r, F&& f) {
@@ -147,10 +153,11 @@ void visit_plain_sections(R& r, F&& f) {
   f("checkpoint", [&](auto&& g) { visit_checkpoint(r.checkpoint, g); });
   f("eval", [&](auto&& g) { visit_eval(r.eval, g); });
   f("dist", [&](auto&& g) { visit_dist(r.dist, g); });
+  f("logging", [&](auto&& g) { visit_logging(r.logging, g); });
 }
 
 const std::vector<std::string>& section_names() {
-  static const std::vector<std::string> s = {"model", "data", "train", "optim", "checkpoint", "eval", "dist"};
+  static const std::vector<std::string> s = {"model", "data", "train", "optim", "checkpoint", "eval", "dist", "logging"};
   return s;
 }
 
@@ -516,6 +523,8 @@ void validate_run(const RunConfig& c, const Where& w) {
   at_least("eval.batches", c.eval.batches, 1);
   check(c.dist.timeout_s > 0 && std::isfinite(c.dist.timeout_s), "dist.timeout_s", "> 0", c.dist.timeout_s);
   check(c.dist.bucket_mb > 0 && std::isfinite(c.dist.bucket_mb), "dist.bucket_mb", "> 0", c.dist.bucket_mb);
+  check(c.logging.peak_tflops >= 0 && std::isfinite(c.logging.peak_tflops), "logging.peak_tflops",
+        ">= 0 (0 = unknown: no MFU)", c.logging.peak_tflops);
 }
 
 // ---- overrides: which key paths exist --------------------------------------------------------

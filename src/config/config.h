@@ -135,6 +135,15 @@ struct DistConfig {
   bool operator==(const DistConfig&) const = default;
 };
 
+// What a run reports besides metrics.jsonl and the progress line (rank 0).
+struct LoggingConfig {
+  bool tensorboard = true;  // TensorBoard event files under train.out_dir/tb/ (train/tensorboard.h)
+  // The peak FLOP/s of one device in TFLOP/s (989 for an H100/H200 SXM's dense bf16); when set,
+  // train records carry mfu = tokens/s * model FLOPs per token / (peak * ranks). 0 = unknown.
+  double peak_tflops = 0;
+  bool operator==(const LoggingConfig&) const = default;
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
@@ -143,6 +152,7 @@ struct RunConfig {
   CheckpointConfig checkpoint;
   EvalConfig eval;
   DistConfig dist;
+  LoggingConfig logging;
   // Throws gta::Error naming the key and what was expected (model rules included).
   void validate() const;
   bool operator==(const RunConfig&) const = default;

@@ -5,10 +5,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "train/tensorboard.h"
 
 namespace gta::train {
 
-MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, int64_t resume_step, const std::string& tensorboard_dir)
+    : path_(path) {
   if (resume_step >= 0) {
     std::vector<std::string> keep;
     std::ifstream in(path);
@@ -31,6 +33,7 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) : path_(pat
   }
   f_ = std::fopen(path.c_str(), resume_step >= 0 ? "a" : "w");
   GTA_CHECK(f_ != nullptr, "cannot open metrics file {} for writing", path);
+  if (!tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorBoardWriter>(tensorboard_dir, resume_step);
 }
 
 MetricsLog::~MetricsLog() {
@@ -41,6 +44,7 @@ void MetricsLog::write(const nlohmann::json& record) {
   std::string s = record.dump() + "\n";
   GTA_CHECK(std::fwrite(s.data(), 1, s.size(), f_) == s.size(), "write to {} failed", path_);
   std::fflush(f_);
+  if (tensorboard_) tensorboard_->write(record);
 }
 
 std::string format_duration(double s) {

@@ -1,24 +1,31 @@
-// The run's metrics as JSON lines (<out_dir>/metrics.jsonl), one object per logged event, and
-// the live progress line on stderr.
+// The run's metrics as JSON lines (<out_dir>/metrics.jsonl), one object per logged event, also
+// written as TensorBoard events when asked; and the live progress line on stderr.
 #pragma once
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace gta::train {
 
+class TensorBoardWriter;
+
 class MetricsLog {
  public:
   // Opens for appending. On resume, lines of steps after `resume_step` (written by the run after
   // its last checkpoint) are dropped first, so the file reads as one uninterrupted run.
-  MetricsLog(const std::string& path, int64_t resume_step);
+  // A non-empty `tensorboard_dir` receives every record as a TensorBoard event too, kept across a
+  // resume the same way (train/tensorboard.h).
+  MetricsLog(const std::string& path, int64_t resume_step, const std::string& tensorboard_dir = "");
   ~MetricsLog();
+  // Appends the record and flushes it (and its event) to disk.
   void write(const nlohmann::json& record);
 
  private:
   std::FILE* f_ = nullptr;
   std::string path_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
 
 // "step 120/1000 | loss 3.1234 | lr 2.91e-04 | 12.3k tok/s | ETA 3m12s"

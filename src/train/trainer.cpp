@@ -143,7 +143,9 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
 
   const nn::ModelStats stats = nn::model_stats(cfg.model, tc.seq_len);
   std::optional<MetricsLog> metrics;
-  if (lead) metrics.emplace((fs::path(tc.out_dir) / "metrics.jsonl").string(), ckpt ? step : -1);
+  if (lead)
+    metrics.emplace((fs::path(tc.out_dir) / "metrics.jsonl").string(), ckpt ? step : -1,
+                    cfg.logging.tensorboard ? (fs::path(tc.out_dir) / "tb").string() : "");
   Progress progress(step, tc.steps, lead);
   progress.message(fmt::format("gta train: {} attention, {:.2f}M parameters, {} {}, {} tokens/step ({} x {} x {} accum x {} "
                                "ranks, {}), {} steps{}",
@@ -231,6 +233,9 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
         // The caching allocator's high-water mark since the process started (this rank's GPU).
         if (device.is_cuda())
           rec["peak_mem_gb"] = static_cast<double>(cuda::memory_stats(device.index).peak_allocated_bytes) / 1e9;
+        // Model FLOPs utilisation: achieved model FLOP/s over the peak of all ranks' devices.
+        if (cfg.logging.peak_tflops > 0)
+          rec["mfu"] = tps * stats.train_flops_per_token / (cfg.logging.peak_tflops * 1e12 * world);
         metrics->write(rec);
       }
       progress.update(step, train_loss, lr, tps, gnorm, false);
