@@ -322,7 +322,7 @@ TEST(Analyze, OverShardsAndItsErrors) {
   o.seq_len = 0;
   EXPECT_ERROR_HAS(gta::analysis::analyze(m, {val}, o), "--seq-len must be >= 1");
   o.seq_len = 100;
-  EXPECT_ERROR_HAS(gta::analysis::analyze(m, {val}, o), "no window", "--seq-len");
+  EXPECT_ERROR_HAS(gta::analysis::analyze(m, {val}, o), "val.h5 has 100 tokens, fewer than seq_len + 1 = 101");
   o.seq_len = 16;
   EXPECT_ERROR_HAS(gta::analysis::analyze(m, {tmp / "missing.h5"}, o), "missing.h5");
   o.tokenizer_sha256 = "def456";

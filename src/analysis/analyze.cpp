@@ -60,9 +60,6 @@ nlohmann::json analyze(const nn::Model& model, const std::vector<std::string>& s
   lo.prefetch = false;
   data::DataLoader loader(shard_specs, lo);
   infer::check_shards_fit(loader, model, opt.tokenizer_sha256);
-  GTA_CHECK(loader.n_windows() > 0,
-            "shards hold {} tokens: no window of seq_len + 1 = {} tokens to analyse (lower --seq-len)",
-            loader.total_tokens(), opt.seq_len + 1);
   const int64_t windows = std::min<int64_t>(opt.windows, static_cast<int64_t>(loader.n_windows()));
   const int64_t T = opt.seq_len, V = model.config().vocab_size;
 
