@@ -3,8 +3,9 @@
 
   map_similarity.png  per layer, the maps x maps matrix of mean cosine similarity between the
                       attention maps' rows (1 = identical maps), one panel per layer
-  value_spectrum.png  per layer, the singular values of the value cache divided by the largest
-                      (log scale), and the share of sum s_i^2 held by the first k components
+  value_spectrum.png  per layer, the singular values of the value cache X divided by the largest
+                      (log scale), of X and of X minus its mean row, and the share of sum s_i^2
+                      held by the first k components
 
 The definitions are in analysis.json ("definitions") and src/analysis/*.h.
 Usage: plot_analysis.py DIR/analysis.json [--out DIR]   (default: the JSON's directory)
@@ -57,37 +58,46 @@ def plot_maps(a, path):
     plt.close(fig)
 
 
+def cumulative_energy(s):
+    """Share of sum s_i^2 held by the first k values, k = 1..len(s)."""
+    total = sum(x * x for x in s)
+    run, out = 0.0, []
+    for x in s:
+        run += x * x
+        out.append(run / total if total > 0 else 0.0)
+    return out
+
+
 def plot_spectra(a, path):
-    fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_s, ax_c, ax_e) = plt.subplots(1, 3, figsize=(16, 4.6))
     cmap = plt.get_cmap("viridis")
     n = len(a["layers"])
     for layer in a["layers"]:
         v = layer["value_cache"]
-        s = v["singular_values"]
         color = cmap(layer["layer"] / max(1, n - 1))
-        k = list(range(1, len(s) + 1))
-        # Zeros cannot be drawn on a log axis: clip at the precision floor (definitions).
-        ax_s.semilogy(k, [max(x, 1e-8) for x in s], color=color, lw=1.2,
-                      label=f"layer {layer['layer']} (n90 {v['n90']}, n99 {v['n99']})")
-        total = sum(x * x for x in s)
-        run, cum = 0.0, []
-        for x in s:
-            run += x * x
-            cum.append(run / total if total > 0 else 0.0)
-        ax_e.plot(k, cum, color=color, lw=1.2)
+        for ax, spec in ((ax_s, v), (ax_c, v["centered"])):
+            s = spec["singular_values"]
+            # Zeros cannot be drawn on a log axis: clip at the precision floor (definitions).
+            ax.semilogy(range(1, len(s) + 1), [max(x, 1e-8) for x in s], color=color, lw=1.2,
+                        label=f"layer {layer['layer']} (n90 {spec['n90']}, n99 {spec['n99']})")
+        for spec, style in ((v, "-"), (v["centered"], "--")):
+            e = cumulative_energy(spec["singular_values"])
+            ax_e.plot(range(1, len(e) + 1), e, style, color=color, lw=1.2)
     v0 = a["layers"][0]["value_cache"] if n else {"entry": "?", "columns": 0}
-    ax_s.set_xlabel("component i")
-    ax_s.set_ylabel("s_i / s_1")
-    ax_s.set_title(f"Singular values of the value cache ('{v0['entry']}', {v0['columns']} columns)", fontsize=10)
-    ax_s.grid(True, which="both", alpha=0.3)
-    ax_s.legend(fontsize=7)
+    for ax, what in ((ax_s, "X"), (ax_c, "X - mean row")):
+        ax.set_xlabel("component i")
+        ax.set_ylabel("s_i / s_1")
+        ax.set_title(f"Singular values of {what}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     for frac in (0.9, 0.99):
-        ax_e.axhline(frac, color="gray", ls="--", lw=0.8)
+        ax_e.axhline(frac, color="gray", ls=":", lw=0.8)
     ax_e.set_xlabel("components k")
-    ax_e.set_ylabel("energy share of the first k")
-    ax_e.set_title("Cumulative energy (sum of s_i^2)", fontsize=10)
+    ax_e.set_ylabel("share of sum s_i^2 in the first k")
+    ax_e.set_title("Cumulative energy (solid: X, dashed: centered)", fontsize=10)
     ax_e.grid(True, alpha=0.3)
-    fig.suptitle(title_of(a), fontsize=10)
+    fig.suptitle(f"Value cache X: '{v0['entry']}', {v0['columns']} columns per token — {title_of(a)}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

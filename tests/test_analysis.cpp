@@ -249,7 +249,7 @@ TEST(ValueSpectrum, KnownSingularValuesAndEnergyCounts) {
   vs.add(x.slice(0, 0, 2));  // rows arrive in pieces
   vs.add(x.slice(0, 2, 7));
   const auto s = vs.spectrum();
-  EXPECT_EQ(s.rows, 7);
+  EXPECT_EQ(vs.rows(), 7);
   EXPECT_NEAR(s.s_max, 4.0, 1e-12);
   expect_near_all(s.normalized, {1.0, 0.5, 0.25, 0.125}, 1e-7);
   // Energies 16, 4, 1, 0.25 of 21.25: 90% (19.125) needs 2, 99% (21.0375) needs all 4.
@@ -257,6 +257,26 @@ TEST(ValueSpectrum, KnownSingularValuesAndEnergyCounts) {
   EXPECT_EQ(s.n99, 4);
   EXPECT_EQ(s.rank, 4);
   EXPECT_ERROR_HAS(vs.add(Tensor::zeros({3, 5}, DType::f64)), "expected rows [N, 4]");
+}
+
+TEST(ValueSpectrum, CenteredSpectrumRemovesTheMeanRow) {
+  // Y: rows +-s_i (R e_i), column means 0, singular values sqrt(2) s; X = Y + a constant row.
+  const V y = rows_with_singular_values({3, 1, 0.3, 0.1}, 0).to_doubles();
+  const V offset = {5, -2, 7, 1};
+  V x;
+  for (double sign : {1.0, -1.0})
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) x.push_back(sign * y[i * 4 + j] + offset[j]);
+  ValueSpectrum vs(4);
+  vs.add(Tensor::from_doubles(x, {8, 4}, DType::f64));
+  const auto c = vs.centered_spectrum();
+  EXPECT_NEAR(c.s_max, 3 * std::sqrt(2.0), 1e-9);
+  expect_near_all(c.normalized, {1.0, 1 / 3.0, 0.1, 1 / 30.0}, 1e-7);
+  EXPECT_EQ(c.rank, 4);
+  // Uncentered, the offset row dominates: s_1 is about |offset| sqrt(8).
+  const auto u = vs.spectrum();
+  EXPECT_GT(u.s_max, 20.0);
+  EXPECT_EQ(u.n90, 1);
 }
 
 TEST(ValueSpectrum, RankOfALowRankCache) {
@@ -309,6 +329,7 @@ TEST(Analyze, OverShardsAndItsErrors) {
     EXPECT_EQ(v["singular_values"].size(), 16u);
     EXPECT_EQ(v["singular_values"][0], 1.0);
     EXPECT_GE(v["n99"].get<int64_t>(), v["n90"].get<int64_t>());
+    EXPECT_EQ(v["centered"]["singular_values"].size(), 16u);
     EXPECT_GT(l["map_cosine_offdiag_mean"].get<double>(), 0.0);
   }
   EXPECT_TRUE(j["definitions"].contains("map_cosine"));

@@ -21,6 +21,10 @@ nlohmann::json matrix_json(const std::vector<double>& m, int64_t n) {
   return rows;
 }
 
+nlohmann::json spectrum_json(const Spectrum& s) {
+  return {{"singular_values", s.normalized}, {"s_max", s.s_max}, {"n90", s.n90}, {"n99", s.n99}, {"rank", s.rank}};
+}
+
 nlohmann::json definitions() {
   return {
       {"map", "P_a[t,u] = softmax_u(scale * q_a[t] . k_{a/(maps/key_heads)}[u]) over u <= t, after RoPE; maps: "
@@ -34,7 +38,9 @@ nlohmann::json definitions() {
       {"singular_values", "singular values of X divided by the largest (s_max), descending; from the eigenvalues "
                           "of X^T X (LAPACK dsyevd), exact to about 1e-7 s_max"},
       {"n90_n99", "fewest leading components holding 90% / 99% of sum_i s_i^2"},
-      {"rank", "number of singular values > 1e-6 s_max"}};
+      {"rank", "number of singular values > 1e-6 s_max"},
+      {"centered", "the same for X minus its mean row (how the values spread around the mean); the precision "
+                   "floor is that of the uncentered X"}};
 }
 
 }  // namespace
@@ -104,7 +110,13 @@ nlohmann::json analyze(const nn::Model& model, const std::vector<std::string>& s
     const int64_t M = maps[l].maps();
     const std::vector<double> cos = maps[l].cosine(), js = maps[l].js_bits();
     const nn::CacheEntry& e = layout[l][value_index[l]];
-    const Spectrum s = values[l].spectrum();
+    nlohmann::json value_cache = {{"entry", e.name},
+                                  {"heads", e.heads},
+                                  {"width", e.width},
+                                  {"columns", values[l].width()},
+                                  {"rows", values[l].rows()}};
+    value_cache.update(spectrum_json(values[l].spectrum()));
+    value_cache["centered"] = spectrum_json(values[l].centered_spectrum());
     j["layers"].push_back({{"layer", l},
                            {"maps", M},
                            {"key_heads", maps[l].key_heads()},
@@ -112,17 +124,7 @@ nlohmann::json analyze(const nn::Model& model, const std::vector<std::string>& s
                            {"map_cosine_offdiag_mean", MapSimilarity::off_diagonal_mean(cos, M)},
                            {"map_js_bits", matrix_json(js, M)},
                            {"map_js_bits_offdiag_mean", MapSimilarity::off_diagonal_mean(js, M)},
-                           {"value_cache",
-                            {{"entry", e.name},
-                             {"heads", e.heads},
-                             {"width", e.width},
-                             {"columns", values[l].width()},
-                             {"rows", s.rows},
-                             {"singular_values", s.normalized},
-                             {"s_max", s.s_max},
-                             {"n90", s.n90},
-                             {"n99", s.n99},
-                             {"rank", s.rank}}}});
+                           {"value_cache", value_cache}});
   }
   j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return j;

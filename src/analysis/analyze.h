@@ -33,7 +33,8 @@ size_t value_entry(const std::vector<nn::CacheEntry>& layout);
 // "seq_len", "tokens", "shards", "seconds", "definitions" (the formulas, in words) and "layers"
 // [{"layer", "maps", "key_heads", "map_cosine" (M x M), "map_cosine_offdiag_mean", "map_js_bits"
 // (M x M), "map_js_bits_offdiag_mean" (null when M = 1), "value_cache": {"entry", "heads",
-// "width", "columns", "rows", "singular_values" (s_i / s_1), "s_max", "n90", "n99", "rank"}}].
+// "width", "columns", "rows", "singular_values" (s_i / s_1), "s_max", "n90", "n99", "rank",
+// "centered": {the same five of the centered X}}}].
 // Throws gta::Error for bad options, shards that hold no window or do not fit the model.
 nlohmann::json analyze(const nn::Model& model, const std::vector<std::string>& shard_specs, const AnalyzeOptions& opt);
 

@@ -45,27 +45,11 @@ int64_t components_for(const std::vector<double>& e, double total, double fracti
   return static_cast<int64_t>(e.size());
 }
 
-}  // namespace
-
-ValueSpectrum::ValueSpectrum(int64_t width) : w_(width), gram_(static_cast<size_t>(width * width), 0.0) {
-  GTA_CHECK(width >= 1, "value spectrum: width must be >= 1, got {}", width);
-}
-
-void ValueSpectrum::add(const Tensor& rows) {
-  GTA_CHECK(rows.ndim() == 2 && rows.size(1) == w_, "value spectrum: expected rows [N, {}], got {}", w_, rows.str());
-  Tensor x = rows.to(Device::cpu()).to(DType::f64).contiguous();
-  const int64_t n = x.size(0);
-  if (n == 0) return;
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(w_), static_cast<int>(n), 1.0, x.data<double>(),
-              static_cast<int>(w_), 1.0, gram_.data(), static_cast<int>(w_));
-  rows_ += n;
-}
-
-Spectrum ValueSpectrum::spectrum() const {
-  std::vector<double> lambda = symmetric_eigenvalues(gram_, static_cast<int>(w_));
+// The spectrum of a matrix from its Gram matrix (row-major upper triangle).
+Spectrum spectrum_of_gram(const std::vector<double>& gram, int64_t w) {
+  std::vector<double> lambda = symmetric_eigenvalues(gram, static_cast<int>(w));
   std::reverse(lambda.begin(), lambda.end());  // descending
   Spectrum s;
-  s.rows = rows_;
   // Rounding can leave the eigenvalues of a singular G slightly negative: they are 0.
   std::vector<double> energy(lambda.size());
   double total = 0;
@@ -81,6 +65,37 @@ Spectrum ValueSpectrum::spectrum() const {
     s.n99 = components_for(energy, total, 0.99);
   }
   return s;
+}
+
+}  // namespace
+
+ValueSpectrum::ValueSpectrum(int64_t width)
+    : w_(width), gram_(static_cast<size_t>(width * width), 0.0), sums_(static_cast<size_t>(width), 0.0) {
+  GTA_CHECK(width >= 1, "value spectrum: width must be >= 1, got {}", width);
+}
+
+void ValueSpectrum::add(const Tensor& rows) {
+  GTA_CHECK(rows.ndim() == 2 && rows.size(1) == w_, "value spectrum: expected rows [N, {}], got {}", w_, rows.str());
+  Tensor x = rows.to(Device::cpu()).to(DType::f64).contiguous();
+  const int64_t n = x.size(0);
+  if (n == 0) return;
+  const double* p = x.data<double>();
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(w_), static_cast<int>(n), 1.0, p,
+              static_cast<int>(w_), 1.0, gram_.data(), static_cast<int>(w_));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < w_; ++j) sums_[j] += p[i * w_ + j];
+  rows_ += n;
+}
+
+Spectrum ValueSpectrum::spectrum() const { return spectrum_of_gram(gram_, w_); }
+
+Spectrum ValueSpectrum::centered_spectrum() const {
+  // (X - 1 m)^T (X - 1 m) = X^T X - c c^T / N with m = c / N; the upper triangle is enough.
+  std::vector<double> g = gram_;
+  if (rows_ > 0)
+    for (int64_t i = 0; i < w_; ++i)
+      for (int64_t j = i; j < w_; ++j) g[i * w_ + j] -= sums_[i] * sums_[j] / static_cast<double>(rows_);
+  return spectrum_of_gram(g, w_);
 }
 
 }  // namespace gta::analysis

@@ -37,14 +37,16 @@ struct AnalyzeCliOptions {
 void print_summary(const nlohmann::json& j) {
   std::printf("%s attention, %lld windows of %lld tokens\n", j["attention"].get<std::string>().c_str(),
               j["windows"].get<long long>(), j["seq_len"].get<long long>());
-  std::printf("layer  maps  map cosine  map JS (bits)  value cache       n90   n99  rank\n");
+  std::printf("layer  maps  map cosine  map JS (bits)  value cache        n90   n99  rank  centered n90  n99\n");
   for (const auto& l : j["layers"]) {
     const auto& v = l["value_cache"];
+    const auto& c = v["centered"];
     auto num = [](const nlohmann::json& x) { return x.is_number() ? x.get<double>() : std::nan(""); };
-    std::printf("%5d  %4lld  %10.4f  %13.4f  %-6s %4lld cols  %4lld  %4lld  %4lld\n", l["layer"].get<int>(),
-                l["maps"].get<long long>(), num(l["map_cosine_offdiag_mean"]), num(l["map_js_bits_offdiag_mean"]),
-                v["entry"].get<std::string>().c_str(), v["columns"].get<long long>(), v["n90"].get<long long>(),
-                v["n99"].get<long long>(), v["rank"].get<long long>());
+    std::printf("%5d  %4lld  %10.4f  %13.4f  %-6s %5lld cols  %4lld  %4lld  %4lld  %12lld  %3lld\n",
+                l["layer"].get<int>(), l["maps"].get<long long>(), num(l["map_cosine_offdiag_mean"]),
+                num(l["map_js_bits_offdiag_mean"]), v["entry"].get<std::string>().c_str(),
+                v["columns"].get<long long>(), v["n90"].get<long long>(), v["n99"].get<long long>(),
+                v["rank"].get<long long>(), c["n90"].get<long long>(), c["n99"].get<long long>());
   }
 }
 

@@ -50,6 +50,8 @@ for name, maps, entry, cols in [("mha", 4, "v", 32), ("gta", 2, "latent", 8)]:
         s = v["singular_values"]
         assert len(s) == cols and s[0] == 1 and all(x >= y for x, y in zip(s, s[1:])), s
         assert 1 <= v["n90"] <= v["n99"] <= cols, v
+        c = v["centered"]
+        assert len(c["singular_values"]) == cols and c["singular_values"][0] == 1 and 1 <= c["n90"] <= c["n99"], c
     print(f"{name}: map cosine off-diagonal {[round(l['map_cosine_offdiag_mean'], 3) for l in a['layers']]}, "
           f"n90 {[l['value_cache']['n90'] for l in a['layers']]}")
 PY
