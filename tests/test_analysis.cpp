@@ -1,8 +1,8 @@
 // gta analyze's measurements: attention-map similarity against a direct computation (causal
 // maps, cached prefix, several query blocks), its properties (diagonal 1, symmetric, in [0, 1]),
 // identical heads giving similarity 1; the probe on every attention type (one call per layer, the
-// right number of maps, logits unchanged); value-cache spectra of known singular values and of a
-// known rank; analyze() over shards, and its errors.
+// right number of maps, logits unchanged); value-cache spectra of known singular values (also
+// centered) and of a known rank; analyze() over shards, and its errors; finding the plot script.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +13,7 @@
 #include "analysis/map_similarity.h"
 #include "analysis/value_spectrum.h"
 #include "autograd/node.h"
+#include "cli/python_script.h"
 #include "core/rng.h"
 #include "data/shard.h"
 #include "test_models.h"
@@ -352,6 +353,15 @@ TEST(Analyze, OverShardsAndItsErrors) {
   const std::string big = tmp / "big_vocab.h5";
   gta::data::write_shard(big, random_ids(100, 37, 1), 1000, "", 300);
   EXPECT_ERROR_HAS(gta::analysis::analyze(m, {big}, o), "vocabulary size 1000", "the model has 37");
+}
+
+// The plots' script is found from the binary's source tree; a missing script or a Python without
+// the modules it needs is a clear error, not a crash or a silent skip.
+TEST(PythonScript, FindsScriptsAndNamesWhatIsMissing) {
+  EXPECT_NE(gta::cli::find_script("plot_analysis.py").find("scripts/plot_analysis.py"), std::string::npos);
+  EXPECT_ERROR_HAS(gta::cli::find_script("no_such_script.py"), "scripts/no_such_script.py not found");
+  EXPECT_ERROR_HAS(gta::cli::run_python_script("plot_analysis.py", {"x.json"}, {"no_such_module_for_gta"}),
+                   "plot_analysis.py needs a python3 that can `import no_such_module_for_gta`", "apt install");
 }
 
 }  // namespace
