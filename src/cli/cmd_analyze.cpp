@@ -72,6 +72,10 @@ void run_analyze(const AnalyzeCliOptions& o) {
     GTA_CHECK(f.good(), "{}: cannot write", json_path);
   }
   print_summary(j);
+  if (j["windows"].get<int64_t>() < o.analyze.windows)
+    std::printf("note: --windows %lld asked, the shards hold only %lld windows of %lld tokens\n",
+                static_cast<long long>(o.analyze.windows), j["windows"].get<long long>(),
+                static_cast<long long>(o.analyze.seq_len));
   std::printf("wrote %s (%.1f s)\n", json_path.c_str(), j["seconds"].get<double>());
   if (o.no_plots) {
     std::printf("plots: python3 %s %s\n", find_script("plot_analysis.py").c_str(), json_path.c_str());
