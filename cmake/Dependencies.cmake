@@ -4,6 +4,7 @@ find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)
+find_package(LAPACK REQUIRED)  # OpenBLAS carries LAPACK (gta analyze: dsyevd)
 find_path(GTA_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread REQUIRED)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(HDF5 REQUIRED COMPONENTS C)
@@ -32,7 +33,7 @@ endif()
 add_library(gta_deps INTERFACE)
 target_include_directories(gta_deps INTERFACE ${GTA_CBLAS_INCLUDE} ${HDF5_INCLUDE_DIRS})
 target_link_libraries(gta_deps INTERFACE
-  Threads::Threads OpenMP::OpenMP_CXX BLAS::BLAS MPI::MPI_CXX ${HDF5_C_LIBRARIES}
+  Threads::Threads OpenMP::OpenMP_CXX BLAS::BLAS LAPACK::LAPACK MPI::MPI_CXX ${HDF5_C_LIBRARIES}
   yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json Boost::headers
   ${GTA_PROTOBUF_LITE_STATIC} PkgConfig::SENTENCEPIECE ${GTA_SENTENCEPIECE_TRAIN})
 target_include_directories(gta_deps INTERFACE ${Protobuf_INCLUDE_DIRS})

@@ -3,6 +3,7 @@
 # already there. Works as root or through sudo. Safe to run again.
 set -euo pipefail
 
+# libopenblas-dev brings LAPACK too (gta analyze's eigenvalues); python3-matplotlib draws the plots.
 packages=(
   build-essential cmake ninja-build pkg-config git
   libopenblas-dev libhdf5-dev libyaml-cpp-dev libsentencepiece-dev

@@ -32,6 +32,7 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/adamw.h"
+#include "test_models.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 
@@ -45,54 +46,13 @@ using gta::config::ModelConfig;
 using gta::nn::Model;
 using V = std::vector<double>;
 using gta_test::error_of;
+using gta_test::randomize;
+using gta_test::small_config;
 using gta_test::random_ids;
 using gta_test::random_tokens;
 using gta_test::read_file;
 using gta_test::TempDir;
 using gta_test::write_file;
-
-// Small configs with odd sizes: vocab 37, d 48, 2 layers, 4 or 6 heads, tied and untied.
-ModelConfig small_config(const std::string& type) {
-  ModelConfig c = gta_test::model_config(37, 48, 2, 52, 4, type);
-  c.rope_theta = 500;  // low: positions matter within a few tokens
-  auto& a = c.attention;
-  if (type == "mha") {
-    c.tie_embeddings = false;
-  } else if (type == "gqa") {
-    c.n_heads = 6, a.n_kv_heads = 2, a.qkv_bias = true;
-  } else if (type == "mqa") {
-    c.tie_embeddings = true;
-  } else if (type == "gva") {
-    c.n_heads = 6, a.n_q_heads = 3, a.n_k_heads = 1, c.tie_embeddings = false;
-  } else if (type == "gha") {
-    c.n_heads = 6, a.n_q_heads = 3, a.n_k_heads = 1, a.n_v_heads = 2, a.qkv_bias = true;
-  } else if (type == "gta") {
-    a.n_q_heads = 2, a.n_k_heads = 1, a.n_v_heads = 1, a.d_qk = 10, a.d_latent = 12, a.qkv_bias = true;
-    c.tie_embeddings = false;
-  } else if (type == "mla") {
-    a.d_c = 20, a.d_rope = 6, a.d_nope = 8, a.d_v = 10;
-  }
-  c.validate();
-  return c;
-}
-
-// Replaces the default N(0, 0.02) weights by O(1)-scale ones (weights N(0, 1/fan_in), norms
-// 1 + N(0, 0.1^2), biases N(0, 0.1^2)) so logits are O(1) and attention maps far from uniform:
-// a wrong position, a stale cache entry or a missing token then shows clearly in the logits.
-void randomize(Model& m, uint64_t seed) {
-  Rng rng(seed);
-  std::map<std::string, Tensor> vals;
-  for (const auto& [name, t] : m.params().all()) {
-    V v(static_cast<size_t>(t.numel()));
-    const bool norm = name.find("norm") != std::string::npos, bias = name.ends_with(".bias");
-    const double std = norm || bias ? 0.1 : (t.ndim() == 2 ? 1.0 / std::sqrt(double(t.size(1))) : 0.1);
-    for (double& x : v) x = (norm ? 1.0 : 0.0) + std * rng.normal();
-    if (name == "model.embed_tokens.weight")
-      for (double& x : v) x *= std::sqrt(double(t.size(1)));  // unit-scale embeddings
-    vals[name] = Tensor::from_doubles(v, t.shape(), DType::f64);
-  }
-  m.params().load(vals, "randomize");
-}
 
 // max |a - b| over logits [B, t1 - t0, V] of `got` and positions t0..t1-1 of `full`.
 double max_diff(const Tensor& got, const Tensor& full, int64_t t0, int64_t t1) {

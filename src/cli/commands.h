@@ -12,5 +12,6 @@ void register_golden_check(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_plot(CLI::App& app);
+void register_analyze(CLI::App& app);
 
 }  // namespace gta::cli

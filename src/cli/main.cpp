@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   gta::cli::register_eval(app);
   gta::cli::register_generate(app);
   gta::cli::register_plot(app);
+  gta::cli::register_analyze(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -26,6 +26,22 @@ nlohmann::json EvalResult::to_json() const {
   return j;
 }
 
+void check_shards_fit(const data::DataLoader& loader, const nn::Model& model, const std::string& tokenizer_sha256) {
+  const int64_t V = model.config().vocab_size;
+  GTA_CHECK(loader.vocab_size() <= static_cast<uint64_t>(V),
+            "shards were written with vocabulary size {} but the model has {} (different tokenizer?)",
+            loader.vocab_size(), V);
+  GTA_CHECK(tokenizer_sha256.empty() || loader.tokenizer_sha256().empty() ||
+                loader.tokenizer_sha256() == tokenizer_sha256,
+            "shards {} were encoded with tokenizer {} but the model's tokenizer is {}", loader.files().front(),
+            loader.tokenizer_sha256().substr(0, 12), tokenizer_sha256.substr(0, 12));
+}
+
+void check_token_ids(const std::vector<int32_t>& tokens, int64_t vocab) {
+  for (int32_t t : tokens)
+    GTA_CHECK(t >= 0 && t < vocab, "shard token id {} is outside the model vocabulary [0, {})", t, vocab);
+}
+
 EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt) {
   GTA_CHECK(opt.batch_size > 0, "eval batch size must be > 0, got {}", opt.batch_size);
   GTA_CHECK(opt.seq_len > 0, "eval sequence length must be > 0, got {}", opt.seq_len);
@@ -37,13 +53,7 @@ EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shar
   lo.mode = data::SampleMode::Sequential;
   data::DataLoader loader(shard_specs, lo);
   const int64_t V = model.config().vocab_size;
-  GTA_CHECK(loader.vocab_size() <= static_cast<uint64_t>(V),
-            "shards were written with vocabulary size {} but the model has {} (different tokenizer?)",
-            loader.vocab_size(), V);
-  GTA_CHECK(opt.tokenizer_sha256.empty() || loader.tokenizer_sha256().empty() ||
-                loader.tokenizer_sha256() == opt.tokenizer_sha256,
-            "shards {} were encoded with tokenizer {} but the model's tokenizer is {}", loader.files().front(),
-            loader.tokenizer_sha256().substr(0, 12), opt.tokenizer_sha256.substr(0, 12));
+  check_shards_fit(loader, model, opt.tokenizer_sha256);
   const uint64_t n_windows = loader.n_windows();
   GTA_CHECK(n_windows > 0, "shards hold {} tokens: no window of seq_len + 1 = {} tokens to evaluate (lower --seq-len)",
             loader.total_tokens(), opt.seq_len + 1);
@@ -62,8 +72,7 @@ EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shar
     int64_t rows = 0;
     while (rows < b.B && b.samples[rows] < n_windows) ++rows;
     std::vector<int32_t> toks(b.tokens.begin(), b.tokens.begin() + rows * W);
-    for (int32_t t : toks)
-      GTA_CHECK(t >= 0 && t < V, "shard token id {} is outside the model vocabulary [0, {})", t, V);
+    check_token_ids(toks, V);
     Tensor loss = model.loss(Tensor::from_vector(toks, {rows, W}).to(dev));
     nll_sum += loss.item() * static_cast<double>(rows * T);
     r.tokens += rows * T;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "data/loader.h"
 #include "nn/model.h"
 
 namespace gta::infer {
@@ -37,6 +38,13 @@ struct EvalResult {
   std::vector<std::string> shards;
   nlohmann::json to_json() const;  // bits_per_byte is null when unknown
 };
+
+// Throws gta::Error when shards read by `loader` cannot feed `model`: written with a vocabulary
+// larger than the model's, or (when tokenizer_sha256 is set and the shards record theirs) with
+// another tokenizer.
+void check_shards_fit(const data::DataLoader& loader, const nn::Model& model, const std::string& tokenizer_sha256);
+// Throws gta::Error naming the first token id outside [0, vocab).
+void check_token_ids(const std::vector<int32_t>& tokens, int64_t vocab);
 
 // Throws gta::Error when the shards are missing, hold no full window of T+1 tokens, or were
 // written with a vocabulary larger than the model's or with another tokenizer.

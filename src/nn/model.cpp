@@ -28,7 +28,7 @@ Model::Model(const config::ModelConfig& cfg, DType dtype, uint64_t seed)
   lm_head_ = cfg_.tie_embeddings ? embed_ : params_.add("lm_head.weight", {cfg_.vocab_size, d}, Init::normal, std);
 }
 
-Tensor Model::forward(const Tensor& tokens, KVCache* cache) const {
+Tensor Model::forward(const Tensor& tokens, KVCache* cache, const LayerMapProbe* probe) const {
   GTA_CHECK(tokens.ndim() == 2, "model input must be tokens [B, T], got {}", tokens.str());
   // x is the residual stream, `normed` the norm of it the next branch reads. Every residual add is
   // fused with the norm that follows it (RMSNorm::add_norm): after attention the block's mlp_norm,
@@ -38,7 +38,13 @@ Tensor Model::forward(const Tensor& tokens, KVCache* cache) const {
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
     const RMSNorm& next_norm = l + 1 < blocks_.size() ? blocks_[l + 1].attn_norm : final_norm_;
-    std::tie(x, normed) = b.mlp_norm.add_norm(x, b.attn->forward(normed, cache ? &cache->layer(l) : nullptr));
+    MapProbe layer_probe;
+    if (probe)
+      layer_probe = [probe, l](const Tensor& q, const Tensor& k, double scale) {
+        (*probe)(static_cast<int>(l), q, k, scale);
+      };
+    std::tie(x, normed) = b.mlp_norm.add_norm(
+        x, b.attn->forward(normed, cache ? &cache->layer(l) : nullptr, probe ? &layer_probe : nullptr));
     std::tie(x, normed) = next_norm.add_norm(x, b.mlp(normed));
   }
   return ops::linear(normed, lm_head_);
@@ -57,10 +63,14 @@ Tensor Model::loss(const Tensor& tokens) const {
   return ops::cross_entropy(logits.reshape({-1, cfg_.vocab_size}), targets);
 }
 
-KVCache Model::make_cache(int64_t batch, int64_t max_len) const {
+std::vector<std::vector<CacheEntry>> Model::cache_layout() const {
   std::vector<std::vector<CacheEntry>> layout;
   for (const Block& b : blocks_) layout.push_back(b.attn->cache_layout());
-  return KVCache(layout, batch, max_len, params_.dtype(), embed_.device());
+  return layout;
+}
+
+KVCache Model::make_cache(int64_t batch, int64_t max_len) const {
+  return KVCache(cache_layout(), batch, max_len, params_.dtype(), embed_.device());
 }
 
 }  // namespace gta::nn

@@ -14,6 +14,9 @@
 
 namespace gta::nn {
 
+// A MapProbe told which layer it sees (0-based).
+using LayerMapProbe = std::function<void(int layer, const Tensor& q, const Tensor& k, double scale)>;
+
 class Model {
  public:
   // Parameters are initialised from `seed`: weights N(0, 0.02), output projections of each
@@ -21,11 +24,14 @@ class Model {
   Model(const config::ModelConfig& cfg, DType dtype = DType::f32, uint64_t seed = 0);
 
   // tokens [B, T] (i32) -> logits [B, T, vocab]. With a cache, tokens continue the cached ones.
-  Tensor forward(const Tensor& tokens, KVCache* cache = nullptr) const;
+  // A probe, when given, is shown every layer's attention maps (nn::MapProbe) with the layer index.
+  Tensor forward(const Tensor& tokens, KVCache* cache = nullptr, const LayerMapProbe* probe = nullptr) const;
   // Mean next-token cross-entropy of tokens [B, T+1]: inputs [:, :-1], targets [:, 1:].
   Tensor loss(const Tensor& tokens) const;
 
   KVCache make_cache(int64_t batch, int64_t max_len) const;
+  // What one token stores in each layer's cache (Attention::cache_layout of every layer).
+  std::vector<std::vector<CacheEntry>> cache_layout() const;
   const config::ModelConfig& config() const { return cfg_; }
   Params& params() { return params_; }
   const Params& params() const { return params_; }

@@ -36,7 +36,7 @@ class GroupedLatentAttention : public Attention {
 
   std::vector<CacheEntry> cache_layout() const override { return {{"k", nk_, dqk_}, {"latent", nv_, dl_}}; }
 
-  Tensor forward(const Tensor& x, LayerCache* cache) const override {
+  Tensor forward(const Tensor& x, LayerCache* cache, const MapProbe* probe) const override {
     const int64_t B = x.size(0), T = x.size(1), N = B * T;
     Tensor q = apply_rope(q_(x).reshape({B, T, nq_, dqk_}), static_cast<int>(dqk_), theta_, cache);
     Tensor k = apply_rope(k_(x).reshape({B, T, nk_, dqk_}), static_cast<int>(dqk_), theta_, cache);
@@ -46,7 +46,9 @@ class GroupedLatentAttention : public Attention {
       c = cache->append(1, c);
       cache->commit(T);
     }
-    Tensor o = ops::attention(q, k, c, 1.0 / std::sqrt(static_cast<double>(dqk_)));  // [B, T, n_q, d_l]
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dqk_));
+    if (probe) (*probe)(q, k, scale);
+    Tensor o = ops::attention(q, k, c, scale);  // [B, T, n_q, d_l]
     // Per-group decoder: [n_q, N, d_l] @ [n_q, d_l, e d_l] -> [N, n_q, e, d_l], plus o tiled e times.
     Tensor ob = o.reshape({N, nq_, dl_}).permute({1, 0, 2});
     Tensor dec = ops::matmul(ob, wb_.reshape({nq_, dl_, e_ * dl_})).permute({1, 0, 2}).reshape({N, nq_, e_, dl_});

@@ -34,7 +34,7 @@ class MultiLatentAttention : public Attention {
 
   std::vector<CacheEntry> cache_layout() const override { return {{"latent", 1, dc_}, {"k_pe", 1, dr_}}; }
 
-  Tensor forward(const Tensor& x, LayerCache* cache) const override {
+  Tensor forward(const Tensor& x, LayerCache* cache, const MapProbe* probe) const override {
     const int64_t B = x.size(0), T = x.size(1);
     Tensor q = q_(x).reshape({B, T, h_, dn_ + dr_});
     Tensor q_pe = apply_rope(q.slice(3, dn_, dn_ + dr_), static_cast<int>(dr_), theta_, cache);
@@ -52,7 +52,9 @@ class MultiLatentAttention : public Attention {
     Tensor kv = kvb_(kv_norm_(c.reshape({B, S, dc_}))).reshape({B, S, h_, dn_ + dv_});
     Tensor k = ops::cat({kv.slice(3, 0, dn_), k_pe.expand({B, S, h_, dr_})}, 3);
     Tensor v = kv.slice(3, dn_, dn_ + dv_);
-    Tensor o = ops::attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(dn_ + dr_)));
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dn_ + dr_));
+    if (probe) (*probe)(q, k, scale);
+    Tensor o = ops::attention(q, k, v, scale);
     return o_(o.reshape({B, T, h_ * dv_}));
   }
 

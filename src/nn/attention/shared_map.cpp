@@ -45,7 +45,7 @@ class SharedMapAttention : public Attention {
 
   std::vector<CacheEntry> cache_layout() const override { return {{"k", nk_, hd_}, {"v", nv_, hd_}}; }
 
-  Tensor forward(const Tensor& x, LayerCache* cache) const override {
+  Tensor forward(const Tensor& x, LayerCache* cache, const MapProbe* probe) const override {
     const int64_t B = x.size(0), T = x.size(1), g = h_ / nq_;
     Tensor q = apply_rope(q_(x).reshape({B, T, nq_, hd_}), static_cast<int>(hd_), theta_, cache);
     Tensor k = apply_rope(k_(x).reshape({B, T, nk_, hd_}), static_cast<int>(hd_), theta_, cache);
@@ -57,6 +57,7 @@ class SharedMapAttention : public Attention {
     }
     const int64_t S = k.size(1);
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
+    if (probe) (*probe)(q, k, scale);
     Tensor o;
     if (nq_ % nv_ == 0) {
       o = ops::attention(q, k, v, scale);  // [B, T, n_q, hd]
