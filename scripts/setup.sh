@@ -10,7 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin libgtest-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler libboost-dev
-  python3 python3-numpy python3-h5py python3-matplotlib python3-yaml
+  python3 python3-numpy python3-h5py python3-matplotlib python3-yaml python3-html2text
 )
 
 missing=()
