@@ -18,7 +18,8 @@ windows, `final_eval`) and records the model's sizes and costs (`gta info`).
 
 Outputs per run, in <results>/runs/<name>/ (small, meant to be committed): config.yaml and
 metrics.jsonl (from the run directory), eval.json, info.json and run.json (status, commands,
-card, commit, wall time). Checkpoints stay in <runs>/<name>/ (large, not committed).
+card, commit, wall time); for the runs the suite's `analyze` names, analysis/ (`gta analyze`
+of the final checkpoint: head-map similarity and value-cache spectra, JSON and PNGs). Checkpoints stay in <runs>/<name>/ (large, not committed).
 scripts/ablate_report.py builds the suite's tables and plots from these logs alone.
 """
 import argparse
@@ -48,7 +49,7 @@ def load_suite(path):
         fail(f"{path}: cannot read the suite: {e}")
     if not isinstance(suite, dict):
         fail(f"{path}: expected a mapping at the top level")
-    known = {"name", "corpus", "models", "data", "config", "final_eval", "runs", "description"}
+    known = {"name", "corpus", "models", "data", "config", "final_eval", "runs", "description", "analyze"}
     for key in suite:
         if key not in known:
             fail(f"{path}: unknown key '{key}' (expected one of {', '.join(sorted(known))})")
@@ -74,6 +75,10 @@ def load_suite(path):
     for key in ("windows", "batch_size"):
         if not isinstance(suite["final_eval"].get(key), int) or suite["final_eval"][key] < 1:
             fail(f"{path}: final_eval.{key}: expected a positive integer")
+    analyze = suite.get("analyze", {"runs": [], "windows": 1})
+    if (not isinstance(analyze, dict) or set(analyze) != {"runs", "windows"} or not isinstance(analyze["windows"], int)
+            or analyze["windows"] < 1 or not set(analyze["runs"]) <= names):
+        fail(f"{path}: analyze: expected {{runs: [names of this suite's runs], windows: N >= 1}}, got {analyze!r}")
     if "seed" in suite["config"].get("train", {}):
         fail(f"{path}: config.train.seed: the seed is set per run (runs[].seed)")
     if "out_dir" in suite["config"].get("train", {}) or "data" in suite["config"]:
@@ -208,6 +213,16 @@ def finish(suite, gta, run, run_dir, log_dir, cfg_path, seq_len, vocab):
     (log_dir / "info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
+def analyze(suite, gta, run_dir, log_dir, seq_len):
+    """gta analyze on the trained model (head-map similarity, value-cache spectra) into the logs."""
+    cmd = [gta, "analyze", str(run_dir), "--data", suite["data"]["val"], "--windows", str(suite["analyze"]["windows"]),
+           "--seq-len", str(seq_len), "--out", str(log_dir / "analysis")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        fail(f"{shown(cmd)} failed (exit {out.returncode}):\n{out.stderr.strip()}")
+    (log_dir / "analysis" / "command.txt").write_text(shown(cmd) + "\n")
+
+
 def copy_logs(run_dir, log_dir):
     for f in ("config.yaml", "metrics.jsonl"):
         if (run_dir / f).is_file():
@@ -267,7 +282,11 @@ def main():
         log_dir, run_dir = results / "runs" / name, runs_root / name
         state_path = log_dir / "run.json"
         state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        wants_analysis = name in suite.get("analyze", {}).get("runs", [])
         if state.get("complete"):
+            if wants_analysis and not (log_dir / "analysis" / "analysis.json").is_file() and has_checkpoint(run_dir):
+                analyze(suite, gta, run_dir, log_dir, seq_len)
+                print(f"{name}: analysed")
             print(f"{name}: complete, skipped")
             continue
         if args.plan:
@@ -321,6 +340,8 @@ def main():
             print(f"{name}: trained; evaluation left for the next call")
             break
         finish(suite, gta, run, run_dir, log_dir, cfg_path, seq_len, vocab)
+        if wants_analysis:
+            analyze(suite, gta, run_dir, log_dir, seq_len)
         copy_logs(run_dir, log_dir)
         state.update(name=name, type=run["type"], seed=run["seed"], lr=run.get("lr"), step=steps, steps=steps,
                      complete=True)

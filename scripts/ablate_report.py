@@ -162,6 +162,30 @@ def lr_table(groups):
     return lines
 
 
+def analysis_section(results, records):
+    """Per analysed run and layer: mean off-diagonal cosine of the attention maps, and how many
+    singular directions hold 90% / 99% of the value cache's energy (gta analyze's definitions)."""
+    lines = []
+    for r in records:
+        path = results / "runs" / r["name"] / "analysis" / "analysis.json"
+        if not path.is_file():
+            continue
+        a = read_json(path)
+        lines += ["", f"### {r['name']} ({a['attention']}, {a['windows']} windows of {a['seq_len']} tokens)", "",
+                  "| layer | maps | mean cosine between maps | value-cache width | n90 | n99 | n90 centered |",
+                  "|---|---|---|---|---|---|---|"]
+        for layer in a["layers"]:
+            v = layer["value_cache"]
+            cos = layer["map_cosine_offdiag_mean"]
+            lines.append(f"| {layer['layer']} | {layer['maps']} | {'-' if cos is None else f'{cos:.3f}'} | "
+                         f"{v['columns']} ({v['entry']}) | {v['n90']} | {v['n99']} | {v['centered']['n90']} |")
+        lines += ["", f"![{r['name']} map similarity](runs/{r['name']}/analysis/map_similarity.png)",
+                  f"![{r['name']} value spectrum](runs/{r['name']}/analysis/value_spectrum.png)"]
+    if lines:
+        lines = ["", "## Attention-map similarity and value-cache spectra (`gta analyze`)"] + lines
+    return lines
+
+
 def plots(records, groups, default_lr, results, title):
     import matplotlib
     matplotlib.use("Agg")
@@ -250,8 +274,9 @@ def report(suite_path, results):
     if sweep:
         md += ["", "## Learning-rate sweep (final validation loss)", ""] + sweep
     md += ["", "## Plots", "", "![val loss vs tokens](val_loss_vs_tokens.png)",
-           "![val loss vs KV bytes](val_loss_vs_kv.png)", "![val loss vs attention FLOPs](val_loss_vs_attn_flops.png)",
-           "", "## Definitions", ""]
+           "![val loss vs KV bytes](val_loss_vs_kv.png)", "![val loss vs attention FLOPs](val_loss_vs_attn_flops.png)"]
+    md += analysis_section(results, records)
+    md += ["", "## Definitions", ""]
     md += [line.strip() for line in __doc__.split("Definitions (also printed in results.md):")[1].strip().splitlines()]
     md += ["", "## Commands", "", "Each run (from its run.json and eval/info records):", "", "```"]
     for r in done:

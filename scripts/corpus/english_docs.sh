@@ -3,7 +3,7 @@
 # kernel's documentation (linux-doc-6.1) and Python's (python3.11-doc), both Sphinx HTML. Each
 # HTML page becomes one plain-text document through Debian's python3-html2text (links, images
 # and emphasis markup dropped, no line wrapping); gta prepare then trains a 16384-piece BPE
-# tokenizer and writes train/val shards (2% of the pages held out) into OUT
+# tokenizer and writes train/val shards (5% of the pages held out) into OUT
 # (default data/english-docs), small enough to travel with a GPU job.
 #
 #   scripts/corpus/english_docs.sh [--out DIR] [--gta build/gta]
@@ -77,7 +77,7 @@ PY
   exit 1
 fi
 echo "english-docs: $count pages, $bytes bytes of text"
-"$gta" prepare --input "$work/text" --out "$out" --doc-split file --val-fraction 0.02 --seed 1337 \
+"$gta" prepare --input "$work/text" --out "$out" --doc-split file --val-fraction 0.05 --seed 1337 \
   --vocab-size 16384 --force
 cp "$work/manifest.json" "$out/manifest.json"
 /usr/bin/python3 - "$out" <<'PY'

@@ -2,8 +2,9 @@
 # The ablation runner and report builder on the CPU suite (experiments/ablations/tiny.yaml):
 # every run completes and is skipped when the runner is called again; a run left with a
 # checkpoint part-way is resumed with --resume and ends bit-identical to the same run trained
-# straight through; the report builds its tables, JSON and plots from the logs alone and
-# rebuilds them identically; a broken suite file is refused with its name and key.
+# straight through; gta analyze runs on the runs the suite names; the report builds its tables,
+# JSON and plots from the logs alone and rebuilds them identically; a broken suite file is
+# refused with its name and key.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$PY" -c "import yaml, matplotlib" 2>/dev/null || { echo "skip: python3 lacks yaml or matplotlib"; exit 77; }
@@ -58,8 +59,16 @@ assert g[("gta", 3e-3)]["kv_bytes_per_token"] * 4 == g[("mha", 3e-3)]["kv_bytes_
 for x in r["runs"]:
     assert 0 < x["val_loss"] < 10 and x["val_bpb"] > 0 and x["tokens"] == 24 * 8 * 64, x
 md = open(f"{d}/results.md").read()
-for t in ("| gta |", "| gqa |", "| mha |", "## Commands", "mha-s1.yaml"):
+for t in ("| gta |", "| gqa |", "| mha |", "## Commands", "mha-s1.yaml", "### gta-s1 (gta, 2 windows of 64 tokens)",
+          "### mha-s1 (mha, 2 windows", "runs/gta-s1/analysis/map_similarity.png"):
     assert t in md, t
+# gta analyze ran on the runs the suite names, and only those: 2 layers each, 2 maps for tiny GTA, 4 for MHA.
+import os
+assert not os.path.exists(f"{d}/runs/gqa-s1/analysis")
+for run, maps in (("gta-s1", 2), ("mha-s1", 4)):
+    a = json.load(open(f"{d}/runs/{run}/analysis/analysis.json"))
+    assert a["windows"] == 2 and [l["maps"] for l in a["layers"]] == [maps, maps], (run, a["layers"])
+    assert os.path.getsize(f"{d}/runs/{run}/analysis/map_similarity.png") > 10000
 for png in ("val_loss_vs_tokens.png", "val_loss_vs_kv.png", "val_loss_vs_attn_flops.png"):
     data = open(f"{d}/{png}", "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000, png
