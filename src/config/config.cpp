@@ -789,7 +789,7 @@ std::string to_yaml(const RunConfig& c) {
     e << YAML::Key << key << YAML::Value;
     emit_field(e, field);
   });
-  // attention: type first, then the keys of that type in the order of docs/attention.md.
+  // attention: type first, then the keys of that type in the order of docs/attention.md ("Config keys").
   const nlohmann::json att = attention_json(c.model.attention);
   e << YAML::Key << "attention" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "type" << YAML::Value;

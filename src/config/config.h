@@ -18,7 +18,7 @@
 
 namespace gta::config {
 
-// Keys of docs/attention.md. Which keys are allowed depends on `type`:
+// Keys of docs/attention.md ("Config keys"). Which keys are allowed depends on `type`:
 //   mha: qkv_bias   gqa: n_kv_heads, qkv_bias   mqa: qkv_bias
 //   gva: n_q_heads, n_k_heads, qkv_bias         gha: n_q_heads, n_k_heads, n_v_heads, qkv_bias
 //   gta: n_q_heads, n_k_heads, n_v_heads, d_qk, d_latent, qkv_bias
@@ -31,7 +31,7 @@ struct AttentionConfig {
   bool operator==(const AttentionConfig&) const = default;
 };
 
-// The attention types, in the order of docs/attention.md.
+// The attention types, in the order of docs/attention.md ("Config keys").
 const std::vector<std::string>& attention_types();
 // The attention keys (besides `type`) that belong to `type`; throws on an unknown type.
 const std::vector<std::string>& attention_keys(const std::string& type);
@@ -46,7 +46,8 @@ struct ModelConfig {
   int head_dim() const;       // d_model / n_heads
   int gta_expansion() const;  // e = d_model / (n_q_heads * d_latent) for gta; 0 for other types
 
-  // The effective head counts and widths of the one attention primitive (docs/attention.md):
+  // The effective head counts and widths of the one attention primitive (docs/attention.md,
+  // "One primitive underneath"):
   //            n_q        n_k         n_v            d_qk (qk_dim)     d_v (v_dim)  rope_dim
   //   mha      h          h           h              hd                hd           hd
   //   gqa      h          n_kv        n_kv           hd                hd           hd
@@ -66,11 +67,11 @@ struct ModelConfig {
   bool has_qkv_bias() const;  // attention.qkv_bias (always false for mla)
   // KV-cache elements per token per layer (the golden metadata's kv_cache_elems_per_token_per_layer).
   int64_t kv_cache_elems_per_token_per_layer() const;
-  // Number of parameters, with the given vocabulary (the parameter table of docs/attention.md).
+  // Number of parameters, with the given vocabulary (docs/attention.md, "Parameter counts").
   int64_t num_parameters(int64_t vocab) const;
   int64_t num_parameters() const { return num_parameters(vocab_size); }
 
-  // Throws gta::Error naming the key and the rule broken (every rule of docs/attention.md).
+  // Throws gta::Error naming the key and the rule broken (docs/attention.md, "Validation rules").
   void validate() const;
   bool operator==(const ModelConfig&) const = default;
 };
