@@ -7,9 +7,10 @@ Runs `gta bench attention --json` (bf16 causal attention through ops::attention,
 kernels of kernels/flash_attention.cu), then times PyTorch SDPA on the same shapes with each backend
 (FLASH_ATTENTION = FlashAttention-2, CUDNN_ATTENTION), the same way (uniform(-1, 1) bf16 data, a
 warm-up, 5 trials of ~20 ms between CUDA events, median per call), and prints a markdown table.
-SDPA's inputs, as in docs/kernels.md ("PyTorch baselines"): enable_gqa=True when n_k < n_q; when d_v != d_qk, q and k are
-zero-padded to the wider width (same scores, more work for torch); GVA (n_k 1 != n_v 4) has no SDPA
-form, so k is expanded to n_v heads with repeat_interleave (noted in the table). Useful FLOPs count
+SDPA's inputs, as in docs/kernels.md ("PyTorch baselines"): enable_gqa=True when n_k < n_q; when
+d_v != d_qk, q and k are zero-padded to the wider width (same scores, more work for torch); GVA
+(n_k 1 != n_v 4) has no SDPA form, so k is expanded to n_v heads with repeat_interleave (noted in
+the table). Useful FLOPs count
 the causal half only: fwd 2 B n_q T^2/2 (d_qk + d_v), fwd+bwd 3.5x fwd.
 """
 import argparse
