@@ -53,7 +53,7 @@ mkdir torn && head -n 5 gqa/metrics.jsonl > torn/metrics.jsonl && printf '{"step
 "$GTA" plot torn --out torn.png > /dev/null
 printf '\n{"step": 6}\n' >> torn/metrics.jsonl
 expect_fail "torn/metrics.jsonl:6: not a JSON object" "$GTA" plot torn --out x.png
-expect_fail "needs a python3 that can `import matplotlib` (none of /bin/false can" env GTA_PYTHON=/bin/false "$GTA" plot gqa --out x.png
+expect_fail 'needs a python3 that can `import matplotlib` (none of /bin/false can' env GTA_PYTHON=/bin/false "$GTA" plot gqa --out x.png
 expect_fail "--x" "$GTA" plot gqa --x epochs
 [ ! -e x.png ] || fail "a failed gta plot wrote x.png"
 echo "plot: ok"
