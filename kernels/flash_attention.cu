@@ -1,6 +1,7 @@
 // FlashAttention-2-style causal attention on the tensor cores: bf16 operands, fp32 accumulation
-// (mma.sync.m16n8k16), for the general primitive of docs/attention.md. Tested against the CPU op
-// and the reference kernels (kernels/attention_ref.cu), which keep every other case.
+// (mma.sync.m16n8k16), for the general primitive of docs/attention.md (docs/kernels.md describes
+// these kernels). Tested against the CPU op and the reference kernels (kernels/attention_ref.cu),
+// which keep every other case.
 //
 // Math. Batch b, query head i, query t at position p = S - T + t, key head i/(n_q/n_k), value head
 // i/(n_q/n_v), keys u <= p:

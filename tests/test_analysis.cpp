@@ -227,8 +227,7 @@ TEST_P(AnalysisAllTypes, ProbeSeesEveryLayersMaps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Analysis, AnalysisAllTypes,
-                         ::testing::Values("mha", "gqa", "mqa", "gva", "gha", "gta", "mla"),
+INSTANTIATE_TEST_SUITE_P(Analysis, AnalysisAllTypes, ::testing::ValuesIn(gta::config::attention_types()),
                          [](const auto& info) { return info.param; });
 
 // X [N, 4] = rows s_i * (R e_i) for an orthogonal R (two plane rotations), then zero rows: its

@@ -1,6 +1,6 @@
 // Run configuration: defaults, YAML loading, overrides, includes, every error kind (the message
 // must name the file, line, key and what was expected), every divisibility rule of
-// docs/attention.md, JSON/YAML round trips, and the golden files' model configs.
+// docs/attention.md ("Validation rules"), JSON/YAML round trips, and the golden files' model configs.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -330,7 +330,7 @@ TEST(Config, DuplicateKeyIsAnError) {
   expect_error([&] { load_run_config(path, {}); }, {path + ":12:3", "train.steps: duplicate key", ":11:3"});
 }
 
-// ---- divisibility rules of docs/attention.md ---------------------------------------------------
+// ---- divisibility rules (docs/attention.md, "Validation rules") ---------------------------------
 
 TEST(Config, EveryTypeOfTheGoldenSizesIsValid) {
   for (const auto& t : attention_types()) {
@@ -444,7 +444,7 @@ TEST(Config, EffectiveHeadCountsAndWidths) {
   EXPECT_FALSE(m.has_qkv_bias());
   EXPECT_EQ(m.gta_expansion(), 0);
 
-  // The paper's GTA-1B and its GQA peer (docs/attention.md): cache 192 vs 640.
+  // The paper's GTA-1B and its GQA peer (docs/attention.md, "Paper configurations"): cache 192 vs 640.
   ModelConfig g;
   g.vocab_size = 128256, g.d_model = 1280, g.n_layers = 54, g.d_ff = 3584, g.n_heads = 20;
   g.attention.type = "gta";
@@ -635,7 +635,7 @@ TEST(Config, ReadsTheGoldenModelConfigs) {
     EXPECT_EQ(m.vocab_size, 61);
     // JSON round trip reproduces the file's config exactly.
     EXPECT_EQ(to_json(m), j);
-    // The cache size of docs/attention.md matches the file's metadata.
+    // The cache size of docs/attention.md ("KV cache") matches the file's metadata.
     EXPECT_EQ(m.kv_cache_elems_per_token_per_layer(), std::stoll(f.metadata.at("kv_cache_elems_per_token_per_layer")));
     // The parameter count matches the parameters stored in the file.
     int64_t params = 0, grads = 0;

@@ -2,7 +2,7 @@
 // cross_entropy (forward and backward), and the GPU optimizer paths (AdamW step, gradient norm
 // and clipping). Every test skips when no GPU is visible (CPU-only builds and machines).
 //
-// Method (docs/design.md: the CPU implementation is the reference): the same autograd graph runs
+// Method (docs/architecture.md, "Principles": the CPU implementation is the reference): the same autograd graph runs
 // on the CPU in f64 and on the GPU in f32 or bf16 from identical inputs (drawn in f64 and rounded
 // to the GPU dtype first, so both sides start from the same numbers); backward is seeded with the
 // same output gradient; the output and every input gradient are compared by the normwise relative

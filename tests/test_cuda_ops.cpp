@@ -2,7 +2,7 @@
 // conversions, elementwise ops, reductions, cat, linear and matmul, forward and backward.
 // Every test skips when no GPU is visible (CPU-only builds and machines).
 //
-// Method (docs/design.md: the CPU implementation is the reference): check_graph() runs the same
+// Method (docs/architecture.md, "Principles": the CPU implementation is the reference): check_graph() runs the same
 // autograd graph on the CPU in f64 and on the GPU in f32 or bf16 from identical inputs (drawn in
 // f64 and rounded to the GPU dtype first, so both sides see the same numbers), seeds backward with
 // the same output gradient, and compares the output and every input gradient by the normwise

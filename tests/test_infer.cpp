@@ -156,7 +156,7 @@ TEST_P(InferAllTypes, GreedyGenerateMatchesUncachedReference) {
   EXPECT_GE(st.decode_tokens_per_s(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Infer, InferAllTypes, ::testing::Values("mha", "gqa", "mqa", "gva", "gha", "gta", "mla"),
+INSTANTIATE_TEST_SUITE_P(Infer, InferAllTypes, ::testing::ValuesIn(gta::config::attention_types()),
                          [](const auto& info) { return info.param; });
 
 // ---- generation -------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ config::ModelConfig small_config(const std::string& type, bool tied) {
   return c;
 }
 
-const std::vector<std::string> kTypes = {"mha", "gqa", "mqa", "gva", "gha", "gta", "mla"};
+// Every attention type of the table (config/attention_types.h).
+const std::vector<std::string>& kTypes = config::attention_types();
 
 }  // namespace
 

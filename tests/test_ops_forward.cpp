@@ -1,6 +1,6 @@
-// Forward values of every op against naive reference loops written from the math (docs/attention.md
-// for RoPE and attention), on random inputs with odd sizes; larger sizes exercise the parallel
-// paths; f32 runs are compared with the f64 reference.
+// Forward values of every op against naive reference loops written from the math (docs/attention.md,
+// "The block" and "One primitive underneath", for RoPE and attention), on random inputs with odd
+// sizes; larger sizes exercise the parallel paths; f32 runs are compared with the f64 reference.
 #include <cmath>
 #include <numeric>
 #include <vector>

@@ -3,7 +3,7 @@
 // times the reference kernels instead) for the shapes the model configs use, at batch B and each
 // sequence length T (S = T). Timing: one warm-up call, then 5 trials of `reps` calls between CUDA
 // events on gta's stream; the median per call is reported. Useful FLOPs count only the causal half:
-// fwd 2 B n_q T^2/2 (d_qk + d_v), fwd+bwd 3.5x that (docs/gpu.md). bench/attention_compare.py
+// fwd 2 B n_q T^2/2 (d_qk + d_v), fwd+bwd 3.5x that (docs/kernels.md, "Useful FLOPs"). bench/attention_compare.py
 // puts the numbers beside PyTorch SDPA.
 #include <algorithm>
 #include <cmath>

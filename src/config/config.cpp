@@ -10,6 +10,7 @@
 #include <map>
 #include <type_traits>
 
+#include "config/attention_types.h"
 #include "config/tree.h"
 #include "core/error.h"
 
@@ -18,28 +19,18 @@ namespace gta::config {
 using detail::closest_hint;
 using detail::Value;
 
-// ---- attention types and their keys ----------------------------------------------------------
+// ---- attention types and their keys (the table: config/attention_types.h) ---------------------
 
 const std::vector<std::string>& attention_types() {
-  static const std::vector<std::string> t = {"mha", "gqa", "mqa", "gva", "gha", "gta", "mla"};
-  return t;
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& t : attention_type_table()) v.push_back(t.name);
+    return v;
+  }();
+  return names;
 }
 
-const std::vector<std::string>& attention_keys(const std::string& type) {
-  static const std::map<std::string, std::vector<std::string>> keys = {
-      {"mha", {"qkv_bias"}},
-      {"gqa", {"n_kv_heads", "qkv_bias"}},
-      {"mqa", {"qkv_bias"}},
-      {"gva", {"n_q_heads", "n_k_heads", "qkv_bias"}},
-      {"gha", {"n_q_heads", "n_k_heads", "n_v_heads", "qkv_bias"}},
-      {"gta", {"n_q_heads", "n_k_heads", "n_v_heads", "d_qk", "d_latent", "qkv_bias"}},
-      {"mla", {"d_c", "d_rope", "d_nope", "d_v"}},
-  };
-  auto it = keys.find(type);
-  if (it == keys.end())
-    fail("model.attention.type: expected one of mha, gqa, mqa, gva, gha, gta, mla, got '{}'", type);
-  return it->second;
-}
+const std::vector<std::string>& attention_keys(const std::string& type) { return attention_type(type).keys; }
 
 namespace {
 
@@ -412,60 +403,7 @@ void validate_model(const ModelConfig& m, const Where& w) {
       fail("{}model.attention.{} ({}) is not a key of type {} (type {} takes: {})", w(std::string("model.attention.") + key),
            key, field, a.type, a.type, join(allowed));
   });
-  auto apos = [&](const char* key, int v) {
-    if (v <= 0) {
-      const std::string path = std::string("model.attention.") + key;
-      fail("{}{} must be a positive integer for type {} (got {}{})", w(path), path, a.type, v,
-           v == 0 ? "; is it missing?" : "");
-    }
-  };
-  auto divides = [&](const char* small_key, int small, const char* big_key, int big) {
-    if (big % small != 0)
-      fail("{}{} ({}) must divide {} ({})", w(small_key), small_key, small, big_key, big);
-  };
-  const int hd = m.d_model / m.n_heads;
-  auto even_head = [&]() {
-    if (hd % 2 != 0)
-      fail("{}model.d_model / model.n_heads = {} (the head width) must be even for RoPE", w("model.n_heads"), hd);
-  };
-  const std::string& t = a.type;
-  if (t == "mha" || t == "mqa") {
-    even_head();
-  } else if (t == "gqa") {
-    apos("n_kv_heads", a.n_kv_heads);
-    divides("model.attention.n_kv_heads", a.n_kv_heads, "model.n_heads", m.n_heads);
-    even_head();
-  } else if (t == "gva" || t == "gha") {
-    apos("n_q_heads", a.n_q_heads);
-    apos("n_k_heads", a.n_k_heads);
-    if (t == "gha") apos("n_v_heads", a.n_v_heads);
-    divides("model.attention.n_q_heads", a.n_q_heads, "model.n_heads", m.n_heads);
-    divides("model.attention.n_k_heads", a.n_k_heads, "model.attention.n_q_heads", a.n_q_heads);
-    if (t == "gha") divides("model.attention.n_v_heads", a.n_v_heads, "model.n_heads", m.n_heads);
-    even_head();
-  } else if (t == "gta") {
-    apos("n_q_heads", a.n_q_heads);
-    apos("n_k_heads", a.n_k_heads);
-    apos("n_v_heads", a.n_v_heads);
-    apos("d_qk", a.d_qk);
-    apos("d_latent", a.d_latent);
-    divides("model.attention.n_k_heads", a.n_k_heads, "model.attention.n_q_heads", a.n_q_heads);
-    divides("model.attention.n_v_heads", a.n_v_heads, "model.attention.n_q_heads", a.n_q_heads);
-    if (a.d_qk % 2 != 0)
-      fail("{}model.attention.d_qk ({}) must be even for RoPE", w("model.attention.d_qk"), a.d_qk);
-    const int64_t unit = int64_t{a.n_q_heads} * a.d_latent;
-    if (m.d_model % unit != 0)
-      fail("{}model.d_model ({}) must equal n_q_heads*e*d_latent for an integer e "
-           "(model.attention.n_q_heads*d_latent = {}*{} = {} does not divide it)",
-           w("model.attention.d_latent"), m.d_model, a.n_q_heads, a.d_latent, unit);
-  } else if (t == "mla") {
-    apos("d_c", a.d_c);
-    apos("d_rope", a.d_rope);
-    apos("d_nope", a.d_nope);
-    apos("d_v", a.d_v);
-    if (a.d_rope % 2 != 0)
-      fail("{}model.attention.d_rope ({}) must be even for RoPE", w("model.attention.d_rope"), a.d_rope);
-  }
+  attention_type(a.type).validate(m, AttentionRules(m, w));
 }
 
 void one_of(const std::string& v, const std::vector<std::string>& allowed, const std::string& path, const Where& w) {
@@ -612,82 +550,29 @@ int ModelConfig::gta_expansion() const {
   return d_model / (attention.n_q_heads * attention.d_latent);
 }
 
-int ModelConfig::n_q() const {
-  const auto& t = attention.type;
-  if (t == "gva" || t == "gha" || t == "gta") return attention.n_q_heads;
-  return n_heads;
-}
-
-int ModelConfig::n_k() const {
-  const auto& t = attention.type;
-  if (t == "gqa") return attention.n_kv_heads;
-  if (t == "mqa") return 1;
-  if (t == "gva" || t == "gha" || t == "gta") return attention.n_k_heads;
-  return n_heads;  // mha, mla
-}
-
-int ModelConfig::n_v() const {
-  const auto& t = attention.type;
-  if (t == "gqa") return attention.n_kv_heads;
-  if (t == "mqa") return 1;
-  if (t == "gha" || t == "gta") return attention.n_v_heads;
-  return n_heads;  // mha, gva, mla
-}
-
+int ModelConfig::n_q() const { return attention_type(attention.type).shape(*this).n_q; }
+int ModelConfig::n_k() const { return attention_type(attention.type).shape(*this).n_k; }
+int ModelConfig::n_v() const { return attention_type(attention.type).shape(*this).n_v; }
 int ModelConfig::n_kv() const { return n_k(); }
+int ModelConfig::qk_dim() const { return attention_type(attention.type).shape(*this).qk_dim; }
+int ModelConfig::v_dim() const { return attention_type(attention.type).shape(*this).v_dim; }
+int ModelConfig::rope_dim() const { return attention_type(attention.type).shape(*this).rope_dim; }
 
-int ModelConfig::qk_dim() const {
-  if (attention.type == "gta") return attention.d_qk;
-  if (attention.type == "mla") return attention.d_nope + attention.d_rope;
-  return head_dim();
+// qkv_bias counts only for the types that have the key.
+bool ModelConfig::has_qkv_bias() const {
+  return attention.qkv_bias && contains(attention_type(attention.type).keys, "qkv_bias");
 }
-
-int ModelConfig::v_dim() const {
-  if (attention.type == "gta") return attention.d_latent;
-  if (attention.type == "mla") return attention.d_v;
-  return head_dim();
-}
-
-int ModelConfig::rope_dim() const {
-  if (attention.type == "gta") return attention.d_qk;
-  if (attention.type == "mla") return attention.d_rope;
-  return head_dim();
-}
-
-bool ModelConfig::has_qkv_bias() const { return attention.type != "mla" && attention.qkv_bias; }
 
 int64_t ModelConfig::kv_cache_elems_per_token_per_layer() const {
-  const auto& t = attention.type;
-  const int64_t hd = head_dim();
-  if (t == "mha" || t == "gqa" || t == "mqa") return 2 * int64_t{n_kv()} * hd;
-  if (t == "gva" || t == "gha") return int64_t{n_k()} * hd + int64_t{n_v()} * hd;
-  if (t == "gta") return int64_t{attention.n_k_heads} * attention.d_qk + int64_t{attention.n_v_heads} * attention.d_latent;
-  if (t == "mla") return int64_t{attention.d_c} + attention.d_rope;
-  fail("model.attention.type: unknown type '{}'", t);
+  int64_t n = 0;
+  for (const auto& b : attention_type(attention.type).cache(*this)) n += b.heads * b.width;
+  return n;
 }
 
 int64_t ModelConfig::num_parameters(int64_t vocab) const {
-  const int64_t d = d_model, hd = head_dim(), h = n_heads;
-  const auto& a = attention;
-  const int64_t bias = has_qkv_bias() ? 1 : 0;
-  int64_t attn = 0;
-  const auto& t = a.type;
-  if (t == "mha" || t == "gqa" || t == "mqa" || t == "gva" || t == "gha") {
-    const int64_t q = int64_t{n_q()} * hd, k = int64_t{n_k()} * hd, v = int64_t{n_v()} * hd;
-    attn = (q + k + v) * d + bias * (q + k + v) + d * h * hd;
-  } else if (t == "gta") {
-    const int64_t q = int64_t{a.n_q_heads} * a.d_qk, k = int64_t{a.n_k_heads} * a.d_qk,
-                  v = int64_t{a.n_v_heads} * a.d_latent;
-    const int64_t e = gta_expansion();
-    attn = (q + k + v) * d + bias * (q + k + v)   // q, k, v
-           + d * d + d                            // g_proj + bias
-           + d * d                                // o_proj
-           + e * a.d_latent * a.n_q_heads * a.d_latent;  // v_b_proj
-  } else if (t == "mla") {
-    attn = h * (a.d_nope + a.d_rope) * d + int64_t{a.d_c + a.d_rope} * d + a.d_c +
-           h * (a.d_nope + a.d_v) * a.d_c + d * h * a.d_v;
-  }
-  const int64_t layer = attn + 3 * d * d_ff + 2 * d;
+  const AttentionCounts attn = attention_type(attention.type).counts(*this);
+  const int64_t d = d_model;
+  const int64_t layer = attn.gemm_params + attn.vector_params + 3 * d * d_ff + 2 * d;
   return int64_t{n_layers} * layer + vocab * d * (tie_embeddings ? 1 : 2) + d;
 }
 
@@ -789,7 +674,7 @@ std::string to_yaml(const RunConfig& c) {
     e << YAML::Key << key << YAML::Value;
     emit_field(e, field);
   });
-  // attention: type first, then the keys of that type in the order of docs/attention.md.
+  // attention: type first, then the keys of that type in the order of docs/attention.md ("Config keys").
   const nlohmann::json att = attention_json(c.model.attention);
   e << YAML::Key << "attention" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "type" << YAML::Value;

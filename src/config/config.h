@@ -18,11 +18,9 @@
 
 namespace gta::config {
 
-// Keys of docs/attention.md. Which keys are allowed depends on `type`:
-//   mha: qkv_bias   gqa: n_kv_heads, qkv_bias   mqa: qkv_bias
-//   gva: n_q_heads, n_k_heads, qkv_bias         gha: n_q_heads, n_k_heads, n_v_heads, qkv_bias
-//   gta: n_q_heads, n_k_heads, n_v_heads, d_qk, d_latent, qkv_bias
-//   mla: d_c, d_rope, d_nope, d_v
+// The `model.attention` section. Which keys are allowed, and the rules they obey, depend on
+// `type`: the table of attention types (config/attention_types.h) owns both, and
+// docs/attention.md ("Config keys", "Validation rules") explains them.
 struct AttentionConfig {
   std::string type = "gqa";
   int n_kv_heads = 0, n_q_heads = 0, n_k_heads = 0, n_v_heads = 0, d_qk = 0, d_latent = 0, d_c = 0,
@@ -31,7 +29,7 @@ struct AttentionConfig {
   bool operator==(const AttentionConfig&) const = default;
 };
 
-// The attention types, in the order of docs/attention.md.
+// The attention type names, in the order of the table (config/attention_types.h).
 const std::vector<std::string>& attention_types();
 // The attention keys (besides `type`) that belong to `type`; throws on an unknown type.
 const std::vector<std::string>& attention_keys(const std::string& type);
@@ -46,16 +44,9 @@ struct ModelConfig {
   int head_dim() const;       // d_model / n_heads
   int gta_expansion() const;  // e = d_model / (n_q_heads * d_latent) for gta; 0 for other types
 
-  // The effective head counts and widths of the one attention primitive (docs/attention.md):
-  //            n_q        n_k         n_v            d_qk (qk_dim)     d_v (v_dim)  rope_dim
-  //   mha      h          h           h              hd                hd           hd
-  //   gqa      h          n_kv        n_kv           hd                hd           hd
-  //   mqa      h          1           1              hd                hd           hd
-  //   gva      n_q_heads  n_k_heads   h              hd                hd           hd
-  //   gha      n_q_heads  n_k_heads   n_v_heads      hd                hd           hd
-  //   gta      n_q_heads  n_k_heads   n_v_heads      d_qk              d_latent     d_qk
-  //   mla      h          h           h              d_nope+d_rope     d_v          d_rope
-  // (for gva/gha n_v counts the value heads of width hd; output head j uses map j/(h/n_q)).
+  // The head counts and widths of the one attention primitive that this config's type reduces to
+  // (docs/attention.md, "One primitive underneath"), as the table of attention types
+  // (config/attention_types.h) derives them. For gva/gha n_v counts the value heads of width hd.
   int n_kv() const;  // kv heads of mha/gqa/mqa (h, n_kv_heads, 1); n_k() for the other types
   int n_q() const;
   int n_k() const;
@@ -66,11 +57,11 @@ struct ModelConfig {
   bool has_qkv_bias() const;  // attention.qkv_bias (always false for mla)
   // KV-cache elements per token per layer (the golden metadata's kv_cache_elems_per_token_per_layer).
   int64_t kv_cache_elems_per_token_per_layer() const;
-  // Number of parameters, with the given vocabulary (the parameter table of docs/attention.md).
+  // Number of parameters, with the given vocabulary (docs/attention.md, "Parameter counts").
   int64_t num_parameters(int64_t vocab) const;
   int64_t num_parameters() const { return num_parameters(vocab_size); }
 
-  // Throws gta::Error naming the key and the rule broken (every rule of docs/attention.md).
+  // Throws gta::Error naming the key and the rule broken (docs/attention.md, "Validation rules").
   void validate() const;
   bool operator==(const ModelConfig&) const = default;
 };

@@ -1,5 +1,7 @@
 #include "nn/model_stats.h"
 
+#include "config/attention_types.h"
+
 namespace gta::nn {
 
 ModelStats model_stats(const config::ModelConfig& c, int64_t T) {
@@ -7,34 +9,15 @@ ModelStats model_stats(const config::ModelConfig& c, int64_t T) {
   ModelStats s;
   s.vocab = c.vocab_size;
   s.seq_len = T;
-  const int64_t d = c.d_model, h = c.n_heads, hd = c.head_dim();
-  const auto& a = c.attention;
-  const int64_t bias = c.has_qkv_bias() ? 1 : 0;
+  const int64_t d = c.d_model;
+  // The attention's own counts come from the table of attention types.
+  const config::AttentionCounts attn = config::attention_type(c.attention.type).counts(c);
   LayerStats& L = s.layer;
-  const std::string& t = a.type;
-  if (t == "gta") {
-    const int64_t nq = a.n_q_heads, nk = a.n_k_heads, nv = a.n_v_heads, dqk = a.d_qk, dl = a.d_latent;
-    const int64_t e = c.gta_expansion();
-    L.gemm_params = d * (nq * dqk + nk * dqk + nv * dl) + d * d /*g*/ + e * dl * nq * dl /*Wb*/ + d * d /*o*/;
-    L.attn_params = L.gemm_params + bias * (nq * dqk + nk * dqk + nv * dl) + d /*g bias*/;
-    L.kv_elems_per_token = nk * dqk + nv * dl;
-    L.qk_madds_per_pair = static_cast<double>(nq * dqk);
-    L.v_madds_per_pair = static_cast<double>(nq * dl);
-  } else if (t == "mla") {
-    const int64_t dc = a.d_c, dr = a.d_rope, dn = a.d_nope, dv = a.d_v;
-    L.gemm_params = d * h * (dn + dr) + d * (dc + dr) + dc * h * (dn + dv) + h * dv * d;
-    L.attn_params = L.gemm_params + dc /*kv_a_layernorm*/;
-    L.kv_elems_per_token = dc + dr;
-    L.qk_madds_per_pair = static_cast<double>(h * (dn + dr));
-    L.v_madds_per_pair = static_cast<double>(h * dv);
-  } else {  // mha, gqa, mqa, gva, gha: n_q maps of hd; h output heads read values of width hd
-    const int64_t nq = c.n_q(), nk = c.n_k(), nv = c.n_v();
-    L.gemm_params = d * (nq + nk + nv) * hd + h * hd * d;
-    L.attn_params = L.gemm_params + bias * (nq + nk + nv) * hd;
-    L.kv_elems_per_token = (nk + nv) * hd;
-    L.qk_madds_per_pair = static_cast<double>(nq * hd);
-    L.v_madds_per_pair = static_cast<double>(h * hd);
-  }
+  L.gemm_params = attn.gemm_params;
+  L.attn_params = attn.gemm_params + attn.vector_params;
+  L.kv_elems_per_token = c.kv_cache_elems_per_token_per_layer();
+  L.qk_madds_per_pair = static_cast<double>(attn.qk_madds_per_pair);
+  L.v_madds_per_pair = static_cast<double>(attn.v_madds_per_pair);
   L.mlp_params = 3 * d * c.d_ff;
   L.gemm_params += L.mlp_params;
   L.norm_params = 2 * d;

@@ -1,5 +1,6 @@
 // The attention layer interface and the factory that picks the type from the config once.
-// Every type reduces to the causal primitive ops::attention(q, k, v) of docs/attention.md.
+// Every type reduces to the causal primitive ops::attention(q, k, v) of docs/attention.md
+// ("One primitive underneath").
 #pragma once
 #include <functional>
 #include <memory>

@@ -21,21 +21,10 @@ class SharedMapAttention : public Attention {
   SharedMapAttention(const config::ModelConfig& cfg, Params& p, const std::string& prefix, double std,
                      double out_std) {
     const auto& a = cfg.attention;
-    const std::string& t = a.type;
     h_ = cfg.n_heads;
     hd_ = cfg.d_model / cfg.n_heads;
     theta_ = cfg.rope_theta;
-    if (t == "mha") {
-      nq_ = nk_ = nv_ = h_;
-    } else if (t == "gqa") {
-      nq_ = h_, nk_ = nv_ = a.n_kv_heads;
-    } else if (t == "mqa") {
-      nq_ = h_, nk_ = nv_ = 1;
-    } else if (t == "gva") {
-      nq_ = a.n_q_heads, nk_ = a.n_k_heads, nv_ = h_;
-    } else {  // gha
-      nq_ = a.n_q_heads, nk_ = a.n_k_heads, nv_ = a.n_v_heads;
-    }
+    nq_ = cfg.n_q(), nk_ = cfg.n_k(), nv_ = cfg.n_v();  // the table of attention types
     const int64_t d = cfg.d_model;
     q_ = Linear(p, prefix + "q_proj", d, nq_ * hd_, a.qkv_bias, std);
     k_ = Linear(p, prefix + "k_proj", d, nk_ * hd_, a.qkv_bias, std);
