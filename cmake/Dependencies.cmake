@@ -7,6 +7,7 @@ find_package(BLAS REQUIRED)
 find_path(GTA_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread REQUIRED)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 (libcrypto; HDF5 links it too)
 find_package(yaml-cpp REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
@@ -23,7 +24,7 @@ add_library(gta_deps INTERFACE)
 target_include_directories(gta_deps INTERFACE ${GTA_CBLAS_INCLUDE} ${HDF5_INCLUDE_DIRS})
 target_link_libraries(gta_deps INTERFACE
   Threads::Threads OpenMP::OpenMP_CXX BLAS::BLAS MPI::MPI_CXX ${HDF5_C_LIBRARIES}
-  yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json
+  OpenSSL::Crypto yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json
   PkgConfig::SENTENCEPIECE ${GTA_SENTENCEPIECE_TRAIN})
 
 if(GTA_WITH_CUDA)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libopenblas-dev libhdf5-dev libyaml-cpp-dev libsentencepiece-dev
+  libopenblas-dev libhdf5-dev libssl-dev libyaml-cpp-dev libsentencepiece-dev
   libopenmpi-dev openmpi-bin libgtest-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   python3 python3-numpy python3-h5py python3-matplotlib

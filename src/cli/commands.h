@@ -12,4 +12,8 @@ void register_golden_check(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 
+// The exit status main() returns after a command ran without error (0 unless the command set
+// it: `gta train` stopped by a signal exits 128 + its number).
+int& exit_status();
+
 }  // namespace gta::cli

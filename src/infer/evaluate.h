@@ -39,7 +39,12 @@ struct EvalResult {
 };
 
 // Throws gta::Error when the shards are missing, hold no full window of T+1 tokens, or were
-// written with a vocabulary larger than the model's or with another tokenizer.
+// written with a vocabulary larger than the model's or with another tokenizer; and when the
+// loss is not finite (the weights hold NaN or Inf), naming the windows scored.
 EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt);
+
+// The checks of evaluate() that need no model, for a model of `vocab_size`: a trainer runs them
+// on data.val before its first step, so that a bad validation set fails before any work is lost.
+void check_eval_data(const std::vector<std::string>& shard_specs, int64_t vocab_size, const EvalOptions& opt);
 
 }  // namespace gta::infer

@@ -57,10 +57,10 @@ Tensor Model::loss(const Tensor& tokens) const {
   return ops::cross_entropy(logits.reshape({-1, cfg_.vocab_size}), targets);
 }
 
-KVCache Model::make_cache(int64_t batch, int64_t max_len) const {
+KVCache Model::make_cache(int64_t batch, int64_t max_len, int64_t initial_len) const {
   std::vector<std::vector<CacheEntry>> layout;
   for (const Block& b : blocks_) layout.push_back(b.attn->cache_layout());
-  return KVCache(layout, batch, max_len, params_.dtype(), embed_.device());
+  return KVCache(layout, batch, max_len, params_.dtype(), embed_.device(), initial_len);
 }
 
 }  // namespace gta::nn

@@ -25,7 +25,7 @@ class Model {
   // Mean next-token cross-entropy of tokens [B, T+1]: inputs [:, :-1], targets [:, 1:].
   Tensor loss(const Tensor& tokens) const;
 
-  KVCache make_cache(int64_t batch, int64_t max_len) const;
+  KVCache make_cache(int64_t batch, int64_t max_len, int64_t initial_len = 0) const;  // see KVCache
   const config::ModelConfig& config() const { return cfg_; }
   Params& params() { return params_; }
   const Params& params() const { return params_; }
