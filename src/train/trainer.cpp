@@ -247,6 +247,11 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
     summary.last_checkpoint = save_checkpoint(tc.out_dir, model, optimizer, st, cfg.checkpoint.keep);
     progress.message(fmt::format("checkpoint {}", summary.last_checkpoint));
   };
+  // The other ranks wait for rank 0's own work here, within dist.rank0_timeout_s, instead of in
+  // the next collective under dist.timeout_s (which would take a slow evaluation for a dead rank).
+  auto wait_for_lead = [&](const std::string& what) {
+    if (world > 1) comm->barrier_within(cfg.dist.rank0_timeout_s, what);
+  };
   auto validate = [&](int64_t at_step) {
     if (cfg.data.val.empty() || !lead) return;
     infer::EvalOptions eo;
@@ -313,10 +318,16 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
     }
-    if ((cfg.eval.every > 0 && step % cfg.eval.every == 0) || last) validate(step);
+    if ((cfg.eval.every > 0 && step % cfg.eval.every == 0) || last) {
+      validate(step);
+      wait_for_lead(fmt::format("rank 0's evaluation after step {}", step));
+    }
     // Every rank stops after the same step when any of them was signalled.
     const int stop = world > 1 ? static_cast<int>(comm->max(stop_requested())) : stop_requested();
-    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last || stop) save(step);
+    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last || stop) {
+      save(step);
+      wait_for_lead(fmt::format("rank 0's checkpoint of step {}", step));
+    }
     if (stop && !last) {
       progress.message(fmt::format("stopped by signal after step {}; resume with --resume", step));
       summary.stop_signal = stop;
