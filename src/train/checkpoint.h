@@ -25,7 +25,8 @@
 // A directory counts as a (complete) checkpoint when its name is step_<digits> exactly and it
 // holds all three files; .tmp-* directories and directories missing a file are ignored.
 //
-// Only one process (rank 0) should write to an out_dir.
+// Only one process (rank 0) writes to an out_dir; `gta train` holds the run directory's lock
+// (train/run_dir.h) while it does.
 #pragma once
 #include <array>
 #include <cstdint>
