@@ -9,7 +9,6 @@ packages=(
   libopenmpi-dev openmpi-bin libgtest-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   python3 python3-numpy python3-h5py python3-matplotlib
-  clang libclang-rt-14-dev libomp-dev  # the fuzz targets (libFuzzer), scripts/fuzz.sh
 )
 
 missing=()
