@@ -8,6 +8,7 @@ find_package(LAPACK REQUIRED)  # OpenBLAS carries LAPACK (gta analyze: dsyevd)
 find_path(GTA_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread REQUIRED)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 (libcrypto; HDF5 links it too)
 find_package(yaml-cpp REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
@@ -34,7 +35,7 @@ add_library(gta_deps INTERFACE)
 target_include_directories(gta_deps INTERFACE ${GTA_CBLAS_INCLUDE} ${HDF5_INCLUDE_DIRS})
 target_link_libraries(gta_deps INTERFACE
   Threads::Threads OpenMP::OpenMP_CXX BLAS::BLAS LAPACK::LAPACK MPI::MPI_CXX ${HDF5_C_LIBRARIES}
-  yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json Boost::headers
+  OpenSSL::Crypto yaml-cpp fmt::fmt spdlog::spdlog CLI11::CLI11 nlohmann_json::nlohmann_json Boost::headers
   ${GTA_PROTOBUF_LITE_STATIC} PkgConfig::SENTENCEPIECE ${GTA_SENTENCEPIECE_TRAIN})
 target_include_directories(gta_deps INTERFACE ${Protobuf_INCLUDE_DIRS})
 target_link_options(gta_deps INTERFACE "LINKER:--exclude-libs,libprotobuf-lite.a")

@@ -20,8 +20,9 @@ echo "== the model"
 "$gta" info configs/quickstart.yaml --seq-len 128 --vocab-size 1024
 
 echo "== train (configs/quickstart.yaml -> runs/quickstart)"
+# Continue an earlier run; a run directory without a checkpoint holds nothing worth keeping.
 resume=()
-[ -d runs/quickstart/checkpoints ] && resume=(--resume)
+if [ -d runs/quickstart/checkpoints ]; then resume=(--resume); elif [ -d runs/quickstart ]; then resume=(--overwrite); fi
 "$gta" train configs/quickstart.yaml "${resume[@]}" "$@"
 
 echo "== evaluate on the held-out speeches"

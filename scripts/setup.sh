@@ -6,7 +6,7 @@ set -euo pipefail
 # libopenblas-dev brings LAPACK too (gta analyze's eigenvalues); python3-matplotlib draws the plots.
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libopenblas-dev libhdf5-dev libyaml-cpp-dev libsentencepiece-dev
+  libopenblas-dev libhdf5-dev libssl-dev libyaml-cpp-dev libsentencepiece-dev
   libopenmpi-dev openmpi-bin libgtest-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler libboost-dev

@@ -1,7 +1,8 @@
 // Checkpoints: save/load round trip (bit-exact tensors, equal JSON, resume equals continuing),
 // keep-K pruning, latest_checkpoint ignoring temporary and incomplete directories, clear errors
 // for truncated/missing/other-version files with the older checkpoints intact, failing saves that
-// leave everything as it was, and loading weights from a checkpoint, a run or a bare file.
+// leave everything as it was, loading weights from a checkpoint, a run or a bare file, and SHA-256
+// digests that refuse a flipped byte.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/adamw.h"
@@ -297,4 +299,43 @@ TEST_F(Checkpoint, LoadsWeightsFromACheckpointARunOrABareFile) {
   EXPECT_NE(msg4.find("has no complete checkpoint"), std::string::npos) << msg4;
   // ... while that directory itself, named explicitly, is read as it is.
   EXPECT_EQ(train::resolve_model_weights(partial.string()).source, (partial / "model.safetensors").string());
+}
+
+TEST_F(Checkpoint, AFlippedByteIsRefusedUnlessVerificationIsOff) {
+  train_steps(model_, opt_, 0, 1);
+  const std::string d = save(1, 0);
+  const nlohmann::json tj = nlohmann::json::parse(std::ifstream(fs::path(d) / "trainer.json"));
+  for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+    SCOPED_TRACE(f);
+    const fs::path p = fs::path(d) / f;
+    EXPECT_EQ(tj.at("sha256").at(f), sha256_file(p.string()));
+    // One bit of the last tensor's data: the header still parses, the file has its size.
+    const std::string good = gta_test::read_file(p.string());
+    std::string bad = good;
+    bad[bad.size() - 3] ^= 0x10;
+    gta_test::write_file(p.string(), bad);
+    const std::string msg = error_of([&] { train::load_checkpoint(d); });
+    EXPECT_NE(msg.find(p.string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("SHA-256"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--no-verify"), std::string::npos) << msg;
+    EXPECT_NO_THROW(train::load_checkpoint(d, /*verify=*/false));
+    if (std::string(f) == "model.safetensors") {
+      // Inference reads a checkpoint's weights through the same check.
+      for (const std::string& path : {d, out(), p.string()}) {
+        SCOPED_TRACE(path);
+        EXPECT_NE(error_of([&] { train::load_model_weights(path); }).find("SHA-256"), std::string::npos);
+        EXPECT_NO_THROW(train::load_model(path, DType::f32, std::nullopt, /*verify=*/false));
+      }
+    }
+    gta_test::write_file(p.string(), good);
+  }
+  EXPECT_NO_THROW(train::load_checkpoint(d));
+}
+
+TEST_F(Checkpoint, TrainerJsonStepMustMatchTheDirectoryName) {
+  const std::string d = save(2, 0);
+  fs::rename(d, root() / "step_000007");
+  const std::string msg = error_of([&] { train::load_checkpoint((root() / "step_000007").string()); });
+  EXPECT_NE(msg.find("trainer.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("named for step 7"), std::string::npos) << msg;
 }

@@ -337,7 +337,7 @@ TEST(Data, LoaderResumeFromState) {
   auto got = take(first, 25);
   nlohmann::json st = nlohmann::json::parse(first.state().dump());  // through text, as a checkpoint
   // Resume with a different world size: 2 ranks with B=2 continue the same global stream.
-  LoaderOptions o0 = opts(40, 2, 0, 0, 2), o1 = opts(40, 2, 0, 1, 2);
+  LoaderOptions o0 = opts(40, 2, 9, 0, 2), o1 = opts(40, 2, 9, 1, 2);
   DataLoader r0(paths, o0), r1(paths, o1);
   r0.load_state(st);
   r1.load_state(st);
@@ -347,7 +347,12 @@ TEST(Data, LoaderResumeFromState) {
     got.insert(got.end(), b.tokens.begin(), b.tokens.end());
   }
   EXPECT_EQ(got, expected);
-  EXPECT_EQ(r0.options().seed, 9u) << "seed comes from the saved state";
+  // The cursor indexes one seed's and one mode's order: another seed or mode is refused, not
+  // silently replaced by the saved one.
+  DataLoader other_seed(paths, opts(40, 4, 10));
+  EXPECT_ERROR_HAS(other_seed.load_state(st), "seed 9", "seed 10");
+  DataLoader other_mode(paths, opts(40, 4, 9, 0, 1, SampleMode::Sequential));
+  EXPECT_ERROR_HAS(other_mode.load_state(st), "mode random", "mode sequential");
 }
 
 TEST(Data, LoaderRefusesOtherDataOnResume) {

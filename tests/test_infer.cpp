@@ -110,6 +110,18 @@ TEST_P(InferAllTypes, CachedDecodeMatchesFullForward) {
     }
     EXPECT_EQ(t0, T);
 
+    // A cache that starts with room for one token grows (doubling) as it fills, same logits.
+    gta::nn::KVCache grown = m.make_cache(B, T, 1);
+    EXPECT_EQ(grown.bytes(), cache.bytes() / T);
+    t0 = 0;
+    for (int64_t len : {3, 1, 5, 2, 2}) {
+      SCOPED_TRACE("growing cache, chunk at " + std::to_string(t0));
+      EXPECT_LE(max_diff(m.forward(tokens.slice(1, t0, t0 + len).contiguous(), &grown), full, t0, t0 + len), tol);
+      t0 += len;
+    }
+    EXPECT_EQ(grown.bytes(), cache.bytes());  // capped at max_len
+    EXPECT_THROW(m.forward(tokens.slice(1, 0, 1).contiguous(), &grown), gta::Error);
+
     // infer::prefill returns the logits of the last prompt position, for any chunk size.
     for (int64_t chunk : {0, 1, 4}) {
       gta::nn::KVCache c2 = m.make_cache(B, T);

@@ -29,6 +29,7 @@ class RankOnly : public dist::Communicator {
   void reduce_scatter_mean(const Tensor&, const Tensor&) override { fail("unexpected reduce-scatter"); }
   void all_gather(const Tensor&, const Tensor&) override { fail("unexpected all-gather"); }
   void barrier() override { fail("unexpected barrier"); }
+  void barrier_within(double, const std::string&) override { fail("unexpected barrier"); }
   [[noreturn]] void abort(const std::string& message) override { fail("{}", message); }
 
  private:

@@ -64,10 +64,11 @@ nlohmann::json analyze(const nn::Model& model, const std::vector<std::string>& s
   lo.batch_size = 1;
   lo.mode = data::SampleMode::Sequential;
   lo.prefetch = false;
+  lo.vocab_limit = model.config().vocab_size;  // every token read is checked against the model
   data::DataLoader loader(shard_specs, lo);
-  infer::check_shards_fit(loader, model, opt.tokenizer_sha256);
+  infer::check_shards_fit(loader, lo.vocab_limit, opt.tokenizer_sha256);
   const int64_t windows = std::min<int64_t>(opt.windows, static_cast<int64_t>(loader.n_windows()));
-  const int64_t T = opt.seq_len, V = model.config().vocab_size;
+  const int64_t T = opt.seq_len;
 
   const auto layout = model.cache_layout();
   const int n_layers = static_cast<int>(layout.size());
@@ -89,7 +90,6 @@ nlohmann::json analyze(const nn::Model& model, const std::vector<std::string>& s
   for (int64_t w = 0; w < windows; ++w) {
     loader.read_window(static_cast<uint64_t>(w), window.data());
     window.pop_back();  // the T inputs; the last token is only a target
-    infer::check_token_ids(window, V);
     cache.reset();
     model.forward(Tensor::from_vector(window, {1, T}).to(dev), &cache, &probe);
     window.resize(static_cast<size_t>(T + 1));

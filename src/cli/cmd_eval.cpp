@@ -22,6 +22,7 @@ struct EvalCliOptions {
   std::vector<std::string> data;
   infer::EvalOptions eval;
   bool json = false;
+  bool no_verify = false;
 };
 
 void run_eval(const EvalCliOptions& o) {
@@ -31,7 +32,7 @@ void run_eval(const EvalCliOptions& o) {
   data::expand_shard_paths(o.data);  // a missing shard fails before the (slower) weight load
   // Resolved once, so the run's newest checkpoint cannot change between the lookups below.
   const std::string weights = train::resolve_model_weights(o.checkpoint).source;
-  std::unique_ptr<nn::Model> model = train::load_model(weights);
+  std::unique_ptr<nn::Model> model = train::load_model(weights, DType::f32, std::nullopt, !o.no_verify);
   model->params().move_to(resolve_device(o.device, 0, "--device"));
   infer::EvalOptions eo = o.eval;
   const std::string tok = infer::find_tokenizer(weights);  // the tokenizer of the run, if recorded
@@ -80,6 +81,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--seq-len", o->eval.seq_len, "Tokens per window T (each window has T targets)")
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_flag("--no-verify", o->no_verify, "skip the SHA-256 check of checkpoint files against their trainer.json (for huge files)");
   cmd->callback([o] { run_eval(*o); });
 }
 

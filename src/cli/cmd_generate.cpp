@@ -21,6 +21,7 @@ struct GenerateCliOptions {
   std::string checkpoint, prompt, tokenizer;
   int64_t num_samples = 1;
   bool across_documents = false;
+  bool no_verify = false;
   infer::GenerateOptions gen;
 };
 
@@ -48,7 +49,7 @@ void run_generate(const GenerateCliOptions& o) {
             "tokenizer {} has {} tokens but the model's vocabulary ({}) is {}: not the tokenizer this model was "
             "trained with",
             tok_path, tok.vocab_size(), weights, V);
-  std::unique_ptr<nn::Model> model = train::load_model(weights);
+  std::unique_ptr<nn::Model> model = train::load_model(weights, DType::f32, std::nullopt, !o.no_verify);
   model->params().move_to(resolve_device(o.device, 0, "--device"));
 
   // Training documents follow an EOS, so the prompt does too (when the tokenizer has one).
@@ -118,6 +119,7 @@ void register_generate(CLI::App& app) {
                 "Do not stop at the end of a document (EOS); print document boundaries as blank lines");
   cmd->add_option("--prefill-chunk", o->gen.prefill_chunk, "Prompt tokens per prefill forward (0: all at once)")
       ->capture_default_str();
+  cmd->add_flag("--no-verify", o->no_verify, "skip the SHA-256 check of checkpoint files against their trainer.json (for huge files)");
   cmd->callback([o] { run_generate(*o); });
 }
 

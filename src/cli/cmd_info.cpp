@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "config/config.h"
+#include "core/error.h"
 #include "nn/model_stats.h"
 
 namespace gta::cli {
@@ -25,6 +26,8 @@ struct InfoOptions {
 };
 
 void run_info(const InfoOptions& o) {
+  GTA_CHECK(o.seq_len >= 1, "--seq-len must be >= 1, got {}", o.seq_len);
+  GTA_CHECK(o.vocab >= 1, "--vocab-size must be >= 1, got {}", o.vocab);
   config::ModelConfig cfg = config::load_model_config(o.config);
   const bool vocab_from_flag = cfg.vocab_size == 0;
   if (vocab_from_flag) cfg.vocab_size = o.vocab;
@@ -62,9 +65,8 @@ void register_info(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   CLI::App* cmd = app.add_subcommand("info", "Parameters, KV-cache size and attention/training FLOPs of a model config");
   cmd->add_option("config", o->config, "YAML file with a model: section")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--seq-len", o->seq_len, "context length T for the attention cost")->check(CLI::PositiveNumber);
-  cmd->add_option("--vocab-size", o->vocab, "vocabulary when the config leaves it to the tokenizer")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->seq_len, "context length T for the attention cost");
+  cmd->add_option("--vocab-size", o->vocab, "vocabulary when the config leaves it to the tokenizer");
   cmd->add_flag("--json", o->json, "print JSON");
   cmd->callback([o] { run_info(*o); });
 }

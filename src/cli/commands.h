@@ -14,4 +14,8 @@ void register_generate(CLI::App& app);
 void register_plot(CLI::App& app);
 void register_analyze(CLI::App& app);
 
+// The exit status main() returns after a command ran without error (0 unless the command set
+// it: `gta train` stopped by a signal exits 128 + its number).
+int& exit_status();
+
 }  // namespace gta::cli

@@ -7,6 +7,11 @@
 #include "core/error.h"
 #include "dist/communicator.h"
 
+int& gta::cli::exit_status() {
+  static int status = 0;
+  return status;
+}
+
 int main(int argc, char** argv) {
   try {
     gta::dist::set_rank_env_defaults(gta::dist::detect_launch_env());
@@ -44,5 +49,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return gta::cli::exit_status();
 }

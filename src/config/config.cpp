@@ -125,6 +125,7 @@ void visit_eval(E& e, F&& f) {
 template <class D, class F>
 void visit_dist(D& d, F&& f) {
   f("timeout_s", d.timeout_s);
+  f("rank0_timeout_s", d.rank0_timeout_s);
   f("bucket_mb", d.bucket_mb);
   f("zero1", d.zero1);
 }
@@ -460,6 +461,8 @@ void validate_run(const RunConfig& c, const Where& w) {
   at_least("eval.every", c.eval.every, 0, " (0 = only at the end)");
   at_least("eval.batches", c.eval.batches, 1);
   check(c.dist.timeout_s > 0 && std::isfinite(c.dist.timeout_s), "dist.timeout_s", "> 0", c.dist.timeout_s);
+  check(c.dist.rank0_timeout_s > 0 && std::isfinite(c.dist.rank0_timeout_s), "dist.rank0_timeout_s", "> 0",
+        c.dist.rank0_timeout_s);
   check(c.dist.bucket_mb > 0 && std::isfinite(c.dist.bucket_mb), "dist.bucket_mb", "> 0", c.dist.bucket_mb);
   check(c.logging.peak_tflops >= 0 && std::isfinite(c.logging.peak_tflops), "logging.peak_tflops",
         ">= 0 (0 = unknown: no MFU)", c.logging.peak_tflops);

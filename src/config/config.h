@@ -118,6 +118,9 @@ struct EvalConfig {
 
 struct DistConfig {
   double timeout_s = 600;  // a collective that takes longer ends every rank with an error
+  // Work rank 0 does alone while the others wait (evaluation, checkpoint writes): a separate,
+  // longer budget, so that a slow evaluation of a healthy job is not taken for a dead rank.
+  double rank0_timeout_s = 7200;
   double bucket_mb = 25;   // gradients are all-reduced in buckets of about this size
   // ZeRO-1 (true or false): with several ranks, each keeps the AdamW state of only the parameters
   // it owns (whole parameters, balanced by element count) and broadcasts them after its update;

@@ -1,17 +1,24 @@
-// SHA-256 (FIPS 180-4): used to fingerprint tokenizer models and shard lists so that a run
-// never silently mixes data encoded with different tokenizers.
+// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto: fingerprints tokenizer models and shard lists
+// (a run never silently mixes data encoded with different tokenizers) and checkpoint files (a
+// flipped byte is refused on load).
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+
+struct evp_md_ctx_st;
 
 namespace gta {
 
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
   void update(const void* data, size_t n);
   void update(std::string_view s) { update(s.data(), s.size()); }
   // Finishes the hash; the object must not be updated afterwards.
@@ -19,12 +26,10 @@ class Sha256 {
   std::string hex_digest();
 
  private:
-  void block(const uint8_t* p);
-  uint32_t h_[8];
-  uint8_t buf_[64];
-  size_t buf_len_ = 0;
-  uint64_t total_ = 0;
-  bool done_ = false;
+  struct Free {
+    void operator()(evp_md_ctx_st* ctx) const;
+  };
+  std::unique_ptr<evp_md_ctx_st, Free> ctx_;
 };
 
 // Hex (lowercase, 64 chars) SHA-256 of a byte string.

@@ -140,7 +140,17 @@ void DataLoader::read_window(uint64_t window, int32_t* out) {
                     window_start_.begin()) - 1;
   uint64_t local = window - window_start_[s];
   uint64_t T = uint64_t(opts_.seq_len);
-  sources_[s]->read(local * T, T + 1, out);
+  read_checked(s, local * T, T + 1, out);
+}
+
+void DataLoader::read_checked(size_t s, uint64_t start, uint64_t count, int32_t* out) {
+  sources_[s]->read(start, count, out);
+  if (opts_.vocab_limit <= 0) return;
+  for (uint64_t i = 0; i < count; ++i)
+    if (out[i] < 0 || out[i] >= opts_.vocab_limit)
+      fail("shard {}: token id {} at position {} is outside the model's vocabulary [0, {}) (shards written with "
+           "another tokenizer?)",
+           files_[s], out[i], start + i, opts_.vocab_limit);
 }
 
 Batch DataLoader::build_batch(uint64_t cursor) {
@@ -158,7 +168,7 @@ Batch DataLoader::build_batch(uint64_t cursor) {
     b.samples[size_t(i)] = k;
     size_t s = size_t(std::upper_bound(window_start_.begin(), window_start_.end(), w) -
                       window_start_.begin()) - 1;
-    sources_[s]->read((w - window_start_[s]) * uint64_t(b.T), row, b.tokens.data() + size_t(i) * row);
+    read_checked(s, (w - window_start_[s]) * uint64_t(b.T), row, b.tokens.data() + size_t(i) * row);
   }
   return b;
 }
@@ -214,8 +224,13 @@ void DataLoader::load_state(const nlohmann::json& st) {
     if (T != opts_.seq_len)
       fail("data loader state was saved with seq_len {} but the loader uses seq_len {}", T,
            opts_.seq_len);
-    opts_.mode = parse_sample_mode(st.at("mode").get<std::string>());
-    opts_.seed = st.at("seed").get<uint64_t>();
+    // The cursor indexes the order of one mode and seed: another one would silently reorder the run.
+    const SampleMode mode = parse_sample_mode(st.at("mode").get<std::string>());
+    if (mode != opts_.mode)
+      fail("data loader state was saved in mode {} but the loader reads in mode {}", to_string(mode),
+           to_string(opts_.mode));
+    const uint64_t seed = st.at("seed").get<uint64_t>();
+    if (seed != opts_.seed) fail("data loader state was saved with seed {} but the loader uses seed {}", seed, opts_.seed);
     cursor_ = st.at("cursor").get<uint64_t>();
   } catch (const nlohmann::json::exception& e) {
     fail("data loader state is malformed: {}", e.what());

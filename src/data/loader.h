@@ -36,6 +36,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   SampleMode mode = SampleMode::Random;
   bool prefetch = true;    // build the next batch on a background thread (same result)
+  // When > 0, every token read must lie in [0, vocab_limit) (the model's vocabulary); one that
+  // does not is an error naming its shard and position (a .bin shard records no vocabulary).
+  int64_t vocab_limit = 0;
 };
 
 struct Batch {
@@ -89,6 +92,8 @@ class DataLoader {
 
  private:
   Batch build_batch(uint64_t cursor);
+  // Reads tokens [start, start + count) of shard s into out, checked against opts_.vocab_limit.
+  void read_checked(size_t s, uint64_t start, uint64_t count, int32_t* out);
   const std::vector<uint32_t>& permutation(uint64_t epoch);
   void wait_prefetch();
 

@@ -103,14 +103,20 @@ std::string read_attr_str(hid_t obj, const std::string& path, const char* name) 
       fail("shard {}: cannot read attribute '{}': {}", path, name, h5_detail());
     if (p) { out = p; H5free_memory(p); }
   } else {
-    size_t n = H5Tget_size(t);
+    // A fixed-length string is null-terminated (gta's writer) or null-padded (h5py's default):
+    // read it null-padded into n bytes, so that all n characters arrive (a null-terminated memory
+    // type of n bytes would give up the last one for the terminator), then cut at the first null.
+    // Space-padded strings lose their trailing spaces.
+    const size_t n = H5Tget_size(t);
     std::string buf(n, '\0');
     H5Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mt, n);
+    H5Tset_strpad(mt, H5T_STR_NULLPAD);
     H5Tset_cset(mt, H5Tget_cset(t));  // ASCII <-> UTF-8 has no conversion path in HDF5
     if (H5Aread(a, mt, buf.data()) < 0)
       fail("shard {}: cannot read attribute '{}': {}", path, name, h5_detail());
     out = buf.substr(0, buf.find('\0'));
+    if (H5Tget_strpad(t) == H5T_STR_SPACEPAD) out.erase(out.find_last_not_of(' ') + 1);
   }
   return out;
 }

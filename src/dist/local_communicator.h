@@ -17,6 +17,7 @@ class LocalCommunicator : public Communicator {
   void reduce_scatter_mean(const Tensor& in, const Tensor& out) override;
   void all_gather(const Tensor& in, const Tensor& out) override;
   void barrier() override {}
+  void barrier_within(double, const std::string&) override {}
   [[noreturn]] void abort(const std::string& message) override;
 };
 

@@ -118,15 +118,26 @@ double MpiCommunicator::reduce_scalar(double v, MPI_Op op) {
   return out;
 }
 
+void MpiCommunicator::barrier_within(double timeout_s, const std::string& what) {
+  MPI_Request req;
+  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  wait_request(req, "waiting for " + what, timeout_s,
+               "it crashed or stalled, or needs longer (dist.rank0_timeout_s)");
+}
+
 void MpiCommunicator::wait_request(MPI_Request& req, const std::string& what) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+  wait_request(req, what, timeout_s_, "another rank crashed or stalled (dist.timeout_s)");
+}
+
+void MpiCommunicator::wait_request(MPI_Request& req, const std::string& what, double timeout_s,
+                                   const std::string& why) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   int done = 0;
   for (int spins = 0;; ++spins) {
     MPI_Test(&req, &done, MPI_STATUS_IGNORE);
     if (done) return;
     if (std::chrono::steady_clock::now() > deadline)
-      abort(fmt::format("{} did not complete within {} s: another rank crashed or stalled (dist.timeout_s)", what,
-                        timeout_s_));
+      abort(fmt::format("{} did not complete within {} s: {}", what, timeout_s, why));
     if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }

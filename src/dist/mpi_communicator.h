@@ -35,12 +35,15 @@ class MpiCommunicator : public Communicator {
   void reduce_scatter_mean(const Tensor& in, const Tensor& out) override;
   void all_gather(const Tensor& in, const Tensor& out) override;
   void barrier() override;
+  void barrier_within(double timeout_s, const std::string& what) override;
   [[noreturn]] void abort(const std::string& message) override;
 
   // Every rank receives root's n bytes at p (host memory), within the timeout.
   void broadcast_bytes(void* p, size_t n, int root);
   // Waits for `req` until the deadline; past it, aborts the job naming `what`.
   void wait_request(MPI_Request& req, const std::string& what);
+  // Waits up to timeout_s; past it, ends the job with "<what> did not complete within <t> s: <why>".
+  void wait_request(MPI_Request& req, const std::string& what, double timeout_s, const std::string& why);
   double timeout_s() const { return timeout_s_; }
 
  private:

@@ -204,6 +204,7 @@ class NcclCommunicator : public Communicator {
   }
 
   void barrier() override { mpi_->barrier(); }
+  void barrier_within(double timeout_s, const std::string& what) override { mpi_->barrier_within(timeout_s, what); }
 
   [[noreturn]] void abort(const std::string& message) override {
     mpi_->abort(message);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "autograd/node.h"
 #include "core/error.h"
@@ -26,8 +27,7 @@ nlohmann::json EvalResult::to_json() const {
   return j;
 }
 
-void check_shards_fit(const data::DataLoader& loader, const nn::Model& model, const std::string& tokenizer_sha256) {
-  const int64_t V = model.config().vocab_size;
+void check_shards_fit(const data::DataLoader& loader, int64_t V, const std::string& tokenizer_sha256) {
   GTA_CHECK(loader.vocab_size() <= static_cast<uint64_t>(V),
             "shards were written with vocabulary size {} but the model has {} (different tokenizer?)",
             loader.vocab_size(), V);
@@ -37,26 +37,40 @@ void check_shards_fit(const data::DataLoader& loader, const nn::Model& model, co
             loader.tokenizer_sha256().substr(0, 12), tokenizer_sha256.substr(0, 12));
 }
 
-void check_token_ids(const std::vector<int32_t>& tokens, int64_t vocab) {
-  for (int32_t t : tokens)
-    GTA_CHECK(t >= 0 && t < vocab, "shard token id {} is outside the model vocabulary [0, {})", t, vocab);
-}
+namespace {
 
-EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt) {
+// The sequential loader over the shards, checked against a model of vocabulary V.
+std::unique_ptr<data::DataLoader> open_eval_data(const std::vector<std::string>& shard_specs, int64_t V,
+                                                 const EvalOptions& opt) {
   GTA_CHECK(opt.batch_size > 0, "eval batch size must be > 0, got {}", opt.batch_size);
   GTA_CHECK(opt.seq_len > 0, "eval sequence length must be > 0, got {}", opt.seq_len);
   GTA_CHECK(opt.max_batches >= 0, "eval batches must be >= 0 (0 = all), got {}", opt.max_batches);
-  const auto t0 = std::chrono::steady_clock::now();
   data::LoaderOptions lo;
   lo.seq_len = opt.seq_len;
   lo.batch_size = opt.batch_size;
   lo.mode = data::SampleMode::Sequential;
-  data::DataLoader loader(shard_specs, lo);
+  lo.vocab_limit = V;
+  auto loader_ptr = std::make_unique<data::DataLoader>(shard_specs, lo);
+  const data::DataLoader& loader = *loader_ptr;
+  check_shards_fit(loader, V, opt.tokenizer_sha256);
+  GTA_CHECK(loader.n_windows() > 0,
+            "shards {} hold {} tokens: no window of seq_len + 1 = {} tokens to evaluate (lower the sequence length)",
+            loader.files().front(), loader.total_tokens(), opt.seq_len + 1);
+  return loader_ptr;
+}
+
+}  // namespace
+
+void check_eval_data(const std::vector<std::string>& shard_specs, int64_t vocab_size, const EvalOptions& opt) {
+  open_eval_data(shard_specs, vocab_size, opt);
+}
+
+EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
   const int64_t V = model.config().vocab_size;
-  check_shards_fit(loader, model, opt.tokenizer_sha256);
+  const std::unique_ptr<data::DataLoader> loader_ptr = open_eval_data(shard_specs, V, opt);
+  data::DataLoader& loader = *loader_ptr;
   const uint64_t n_windows = loader.n_windows();
-  GTA_CHECK(n_windows > 0, "shards hold {} tokens: no window of seq_len + 1 = {} tokens to evaluate (lower --seq-len)",
-            loader.total_tokens(), opt.seq_len + 1);
 
   EvalResult r;
   r.shards = loader.files();
@@ -72,7 +86,6 @@ EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shar
     int64_t rows = 0;
     while (rows < b.B && b.samples[rows] < n_windows) ++rows;
     std::vector<int32_t> toks(b.tokens.begin(), b.tokens.begin() + rows * W);
-    check_token_ids(toks, V);
     Tensor loss = model.loss(Tensor::from_vector(toks, {rows, W}).to(dev));
     nll_sum += loss.item() * static_cast<double>(rows * T);
     r.tokens += rows * T;
@@ -80,6 +93,10 @@ EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shar
     ++r.batches;
   }
   r.loss = nll_sum / static_cast<double>(r.tokens);
+  GTA_CHECK(std::isfinite(r.loss),
+            "the model's loss over {} windows of {} is {}: its weights hold NaN or Inf (a diverged or corrupt "
+            "checkpoint), not a data problem",
+            r.windows, r.shards.front(), r.loss);
   r.perplexity = std::exp(r.loss);
   // Bytes of the scored tokens estimated with the shard set's bytes per token (see evaluate.h).
   r.bits_per_byte = r.bytes_per_token > 0 ? r.loss / (r.bytes_per_token * std::log(2.0))

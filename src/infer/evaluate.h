@@ -39,15 +39,18 @@ struct EvalResult {
   nlohmann::json to_json() const;  // bits_per_byte is null when unknown
 };
 
-// Throws gta::Error when shards read by `loader` cannot feed `model`: written with a vocabulary
-// larger than the model's, or (when tokenizer_sha256 is set and the shards record theirs) with
+// Throws gta::Error when shards read by `loader` cannot feed a model of vocab_size: written with a
+// vocabulary larger than the model's, or (when tokenizer_sha256 is set and the shards record theirs) with
 // another tokenizer.
-void check_shards_fit(const data::DataLoader& loader, const nn::Model& model, const std::string& tokenizer_sha256);
-// Throws gta::Error naming the first token id outside [0, vocab).
-void check_token_ids(const std::vector<int32_t>& tokens, int64_t vocab);
+void check_shards_fit(const data::DataLoader& loader, int64_t vocab_size, const std::string& tokenizer_sha256);
 
 // Throws gta::Error when the shards are missing, hold no full window of T+1 tokens, or were
-// written with a vocabulary larger than the model's or with another tokenizer.
+// written with a vocabulary larger than the model's or with another tokenizer; and when the
+// loss is not finite (the weights hold NaN or Inf), naming the windows scored.
 EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt);
+
+// The checks of evaluate() that need no model, for a model of `vocab_size`: a trainer runs them
+// on data.val before its first step, so that a bad validation set fails before any work is lost.
+void check_eval_data(const std::vector<std::string>& shard_specs, int64_t vocab_size, const EvalOptions& opt);
 
 }  // namespace gta::infer

@@ -1,5 +1,7 @@
 #include "infer/generate.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -86,8 +88,16 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
     rngs.emplace_back(splitmix64(x));
   }
 
-  nn::KVCache cache = model.make_cache(B, P + std::max<int64_t>(opt.max_new_tokens, 1));
-  st.kv_cache_bytes = cache.bytes();
+  // The cache grows as tokens arrive (it starts with room for the prompt and a few hundred more);
+  // a request whose full cache could never fit in this machine's memory is refused up front.
+  const int64_t max_len = P + std::max<int64_t>(opt.max_new_tokens, 1);
+  const double need = static_cast<double>(model.make_cache(B, 1).bytes()) * static_cast<double>(max_len);
+  const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  GTA_CHECK(need <= have,
+            "generate: {} samples of {} prompt + {} new tokens would need a KV cache of {:.0f} bytes ({:.1f} GiB), "
+            "more than this machine's {:.0f} bytes of memory; lower --max-new-tokens or --num-samples",
+            B, P, opt.max_new_tokens, need, need / (1 << 30), have);
+  nn::KVCache cache = model.make_cache(B, max_len, P + 256);
 
   auto t0 = Clock::now();
   Tensor logits = prefill(model, Tensor::from_vector(flat, {B, P}).to(dev), cache, opt.prefill_chunk);
@@ -112,6 +122,7 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
     st.decode_tokens += B;
   }
   st.decode_seconds = seconds_since(t0);
+  st.kv_cache_bytes = cache.bytes();
   return res;
 }
 

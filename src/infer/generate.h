@@ -29,7 +29,7 @@ struct GenerateStats {
   int64_t batch = 0, prompt_len = 0;
   int64_t prefill_tokens = 0, decode_tokens = 0;  // tokens run through the model (all sequences)
   double prefill_seconds = 0, decode_seconds = 0;  // decode includes sampling
-  int64_t kv_cache_bytes = 0;                      // allocated cache (batch x (prompt + new) tokens)
+  int64_t kv_cache_bytes = 0;                      // the cache as grown by the end (batch x tokens cached)
   double prefill_tokens_per_s() const { return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0; }
   double decode_tokens_per_s() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0; }
   nlohmann::json to_json() const;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/sha256.h"
 
 namespace gta::io {
 
@@ -218,8 +219,9 @@ SafetensorsFile load_safetensors(const std::string& path) {
 
 namespace {
 
-// Writes all of buf or throws (handles short writes and EINTR).
-void write_all(int fd, const void* buf, size_t n, const std::string& tmp) {
+// Writes all of buf or throws (handles short writes and EINTR), and adds it to `digest`.
+void write_all(int fd, const void* buf, size_t n, const std::string& tmp, Sha256& digest) {
+  digest.update(buf, n);
   const char* p = static_cast<const char*>(buf);
   while (n > 0) {
     ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
@@ -242,8 +244,8 @@ std::string parent_dir(const std::string& path) {
 
 }  // namespace
 
-void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+std::string save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
   // Host copies, in sorted-name order (std::map), and the header describing them.
   std::vector<Tensor> host;
   host.reserve(tensors.size());
@@ -275,15 +277,12 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("{}: cannot open for writing ({})", tmp, errno_str());
+  Sha256 digest;
   try {
-    write_all(fd, lenbuf, 8, tmp);
-    write_all(fd, text.data(), text.size(), tmp);
-    size_t i = 0;
-    for (const auto& [name, t] : tensors) {
-      (void)t;
-      const Tensor& h = host[i++];
-      if (h.nbytes() > 0) write_all(fd, h.raw_data(), h.nbytes(), tmp);
-    }
+    write_all(fd, lenbuf, 8, tmp, digest);
+    write_all(fd, text.data(), text.size(), tmp, digest);
+    for (const Tensor& h : host)
+      if (h.nbytes() > 0) write_all(fd, h.raw_data(), h.nbytes(), tmp, digest);
     if (::fsync(fd) != 0) fail("{}: fsync failed ({})", tmp, errno_str());
     int rc = ::close(fd);
     fd = -1;
@@ -301,6 +300,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     (void)::fsync(dfd);
     ::close(dfd);
   }
+  return digest.hex_digest();
 }
 
 }  // namespace gta::io

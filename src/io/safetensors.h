@@ -47,7 +47,8 @@ SafetensorsFile load_safetensors(const std::string& path);
 // Writes tensors in sorted-name order, each copied to CPU and made contiguous, header padded with
 // spaces to a multiple of 8 bytes. Writes `path + ".tmp"`, syncs it, then renames it over `path`,
 // so an existing file is never lost or half-written; write errors (disk full) are a gta::Error.
-void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+// Returns the SHA-256 (hex) of the bytes written, hashed as they are written.
+std::string save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // "F32", "BF16", ... for a gta dtype; and the inverse (throws naming `what` when unsupported).

@@ -1,7 +1,9 @@
 // Per-layer key/value cache for decoding. Each attention type decides what it stores (see its
 // cache_layout()): standard attention keeps post-RoPE keys and values, GTA keeps post-RoPE keys
 // and the value latent, MLA keeps the compressed latent and the shared RoPE key. Buffers are
-// allocated once at [B, max_len, heads, width] and filled in place as tokens arrive.
+// [B, capacity, heads, width], filled in place as tokens arrive; a buffer that fills up is
+// reallocated at twice its capacity (at most max_len), so memory follows the tokens actually
+// cached rather than the longest the caller might ask for.
 #pragma once
 #include <string>
 #include <vector>
@@ -16,8 +18,9 @@ struct CacheEntry {
 };
 
 struct LayerCache {
-  std::vector<Tensor> buffers;  // one per CacheEntry, [B, max_len, heads, width]
+  std::vector<Tensor> buffers;  // one per CacheEntry, [B, capacity, heads, width]
   int64_t len = 0;              // tokens already cached
+  int64_t max_len = 0;          // the most tokens the buffers may grow to
 
   // Writes `fresh` [B, T, heads, width] at positions len..len+T-1 of buffer i and returns the
   // cached prefix [B, len+T, heads, width] (call commit(T) once every buffer is appended).
@@ -27,12 +30,13 @@ struct LayerCache {
 
 class KVCache {
  public:
+  // Buffers start with room for `initial_len` tokens (all of max_len when 0).
   KVCache(const std::vector<std::vector<CacheEntry>>& per_layer, int64_t batch, int64_t max_len, DType dtype,
-          Device device);
+          Device device, int64_t initial_len = 0);
   LayerCache& layer(size_t i) { return layers_[i]; }
   int64_t len() const { return layers_.empty() ? 0 : layers_[0].len; }
   int64_t max_len() const { return max_len_; }
-  int64_t bytes() const;  // allocated bytes of all buffers
+  int64_t bytes() const;  // bytes of all buffers as allocated now
   void reset();
 
  private:

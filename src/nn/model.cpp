@@ -69,8 +69,8 @@ std::vector<std::vector<CacheEntry>> Model::cache_layout() const {
   return layout;
 }
 
-KVCache Model::make_cache(int64_t batch, int64_t max_len) const {
-  return KVCache(cache_layout(), batch, max_len, params_.dtype(), embed_.device());
+KVCache Model::make_cache(int64_t batch, int64_t max_len, int64_t initial_len) const {
+  return KVCache(cache_layout(), batch, max_len, params_.dtype(), embed_.device(), initial_len);
 }
 
 }  // namespace gta::nn

@@ -29,7 +29,7 @@ class Model {
   // Mean next-token cross-entropy of tokens [B, T+1]: inputs [:, :-1], targets [:, 1:].
   Tensor loss(const Tensor& tokens) const;
 
-  KVCache make_cache(int64_t batch, int64_t max_len) const;
+  KVCache make_cache(int64_t batch, int64_t max_len, int64_t initial_len = 0) const;  // see KVCache
   // What one token stores in each layer's cache (Attention::cache_layout of every layer).
   std::vector<std::vector<CacheEntry>> cache_layout() const;
   const config::ModelConfig& config() const { return cfg_; }

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/sha256.h"
 #include "io/safetensors.h"
 
 namespace gta::train {
@@ -131,25 +132,42 @@ void install_dir(const fs::path& tmp, const fs::path& final) {
   fs::remove_all(old, ec);
 }
 
-// Deletes complete checkpoints beyond the newest `keep` and temporary directories of processes
-// that no longer run. Best effort: a failure is logged, never thrown (the new checkpoint is safe).
+// "step_<digits>.del-<pid>": a checkpoint being deleted, garbage whoever renamed it.
+bool is_being_deleted(const std::string& name) {
+  const size_t at = name.find(".del-");
+  return at != std::string::npos && parse_step_name(name.substr(0, at)).has_value();
+}
+
+// Deletes complete checkpoints beyond the newest `keep`, the leftovers of deletions that were
+// interrupted, and temporary directories of processes that no longer run. A checkpoint is first
+// renamed to step_<n>.del-<pid> (atomic), then deleted: a kill in between leaves a directory that
+// no listing takes for a checkpoint and that the next save removes, never a half-deleted step_<n>.
+// Best effort: a failure is logged, never thrown (the new checkpoint is safe).
 void prune(const fs::path& root, int64_t keep) {
   try {
     std::error_code ec;
+    const std::string self = std::to_string(::getpid());
     if (keep > 0) {
       auto all = list_in_root(root);
       for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
-        fs::remove_all(all[i].dir, ec);
-        if (ec) spdlog::warn("could not delete old checkpoint {}: {}", all[i].dir, ec.message());
+        const std::string doomed = all[i].dir + ".del-" + self;
+        if (::rename(all[i].dir.c_str(), doomed.c_str()) != 0)
+          spdlog::warn("could not delete old checkpoint {}: cannot rename it to {}: {}", all[i].dir, doomed, errno_str());
       }
     }
-    const long self = static_cast<long>(::getpid());
+    std::vector<fs::path> garbage;
     for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-      const long pid = parse_temp_pid(it->path().filename().string());
-      if (pid <= 0 || pid == self) continue;
-      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running (or unknown)
-      std::error_code rec;
-      fs::remove_all(it->path(), rec);
+      const std::string name = it->path().filename().string();
+      if (!is_being_deleted(name)) {
+        const long pid = parse_temp_pid(name);
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running (or unknown)
+      }
+      garbage.push_back(it->path());
+    }
+    for (const fs::path& g : garbage) {
+      fs::remove_all(g, ec);
+      if (ec) spdlog::warn("could not delete {}: {}", g.string(), ec.message());
     }
   } catch (const std::exception& e) {
     spdlog::warn("pruning checkpoints in {}: {}", root.string(), e.what());
@@ -223,6 +241,26 @@ TrainerState parse_trainer_json(const nlohmann::json& j, const std::string& path
   return st;
 }
 
+// Checks each of `files` in `dir` against the SHA-256 that trainer.json (`tj`, read from
+// `tpath`) recorded for it at save time. Checkpoints written before digests were recorded have
+// none: nothing to check.
+void verify_digests(const fs::path& dir, const nlohmann::json& tj, const std::string& tpath,
+                    std::initializer_list<const char*> files) {
+  if (!tj.contains("sha256")) return;
+  const nlohmann::json& recorded = tj["sha256"];
+  GTA_CHECK(recorded.is_object(), "{}: \"sha256\" must be an object of file name to hex digest", tpath);
+  for (const char* f : files) {
+    if (!recorded.contains(f)) continue;
+    GTA_CHECK(recorded[f].is_string(), "{}: \"sha256\".\"{}\" must be a hex string", tpath, f);
+    const std::string path = (dir / f).string();
+    const std::string actual = sha256_file(path);
+    if (actual != recorded[f].get<std::string>())
+      fail("{}: SHA-256 {} does not match {} recorded in {} when it was saved: the file is corrupt or was "
+           "changed (a bad disk or copy); load an older checkpoint, or pass --no-verify to load it anyway",
+           path, actual, recorded[f].get<std::string>(), tpath);
+  }
+}
+
 }  // namespace
 
 std::string checkpoint_dir_name(int64_t step) {
@@ -259,11 +297,12 @@ std::string save_checkpoint(const std::string& out_dir, const nn::Params& params
       auto master = ost.tensors.find(pname + ".master");
       weights[pname] = master != ost.tensors.end() ? master->second : t.detach();
     }
-    io::save_safetensors((tmp / kModelFile).string(), weights,
-                         {{"format", "gta"}, {"config", model_json.dump()}, {"step", std::to_string(state.step)}});
-
-    io::save_safetensors((tmp / kOptimFile).string(), ost.tensors,
-                         {{"format", "gta-adamw"}, {"step", std::to_string(ost.step)}});
+    nlohmann::json digests = nlohmann::json::object();
+    digests[kModelFile] = io::save_safetensors(
+        (tmp / kModelFile).string(), weights,
+        {{"format", "gta"}, {"config", model_json.dump()}, {"step", std::to_string(state.step)}});
+    digests[kOptimFile] = io::save_safetensors((tmp / kOptimFile).string(), ost.tensors,
+                                               {{"format", "gta-adamw"}, {"step", std::to_string(ost.step)}});
 
     nlohmann::json j;
     j["format"] = kTrainerFormat;
@@ -275,6 +314,7 @@ std::string save_checkpoint(const std::string& out_dir, const nn::Params& params
     j["config"] = state.config;
     j["model_config"] = model_json;
     j["extra"] = state.extra;
+    j["sha256"] = digests;
     write_file_synced((tmp / kTrainerFile).string(), j.dump(2) + "\n");
 
     sync_dir(tmp);
@@ -299,7 +339,7 @@ std::optional<std::string> latest_checkpoint(const std::string& out_dir) {
   return all.back().dir;
 }
 
-Checkpoint load_checkpoint(const std::string& dir) {
+Checkpoint load_checkpoint(const std::string& dir, bool verify) {
   std::error_code ec;
   GTA_CHECK(fs::is_directory(dir, ec), "checkpoint {}: not a directory", dir);
   const fs::path d(dir);
@@ -313,6 +353,11 @@ Checkpoint load_checkpoint(const std::string& dir) {
     int64_t optimizer_step = -1;
     const nlohmann::json tj = read_json_file(tpath);
     ck.trainer = parse_trainer_json(tj, tpath, &optimizer_step);
+    const auto named_step = parse_step_name(d.filename().string());
+    GTA_CHECK(!named_step || *named_step == ck.trainer.step,
+              "{}: \"step\" is {} but the checkpoint directory is named for step {}", tpath, ck.trainer.step,
+              *named_step);
+    if (verify) verify_digests(d, tj, tpath, {kModelFile, kOptimFile});
 
     const std::string mpath = (d / kModelFile).string();
     io::SafetensorsFile mf = io::load_safetensors(mpath);
@@ -402,8 +447,13 @@ ModelWeightsInfo resolve_model_weights(const std::string& path) {
   return weights_info(io::read_safetensors_header(file).metadata, file);
 }
 
-ModelWeights load_model_weights(const std::string& path) {
+ModelWeights load_model_weights(const std::string& path, bool verify) {
   const std::string file = resolve_weights_file(path);
+  // A checkpoint's model.safetensors: checked against the digest its trainer.json recorded.
+  const fs::path dir = fs::path(file).parent_path(), tpath = dir / kTrainerFile;
+  std::error_code ec;
+  if (verify && fs::path(file).filename() == kModelFile && fs::is_regular_file(tpath, ec))
+    verify_digests(dir, read_json_file(tpath.string()), tpath.string(), {kModelFile});
   io::SafetensorsFile f = io::load_safetensors(file);
   ModelWeights w;
   // Config and step from the very file whose tensors are returned (not a separate header read).
@@ -413,8 +463,8 @@ ModelWeights load_model_weights(const std::string& path) {
 }
 
 std::unique_ptr<nn::Model> load_model(const std::string& path, DType dtype,
-                                      const std::optional<config::ModelConfig>& fallback) {
-  ModelWeights w = load_model_weights(path);
+                                      const std::optional<config::ModelConfig>& fallback, bool verify) {
+  ModelWeights w = load_model_weights(path, verify);
   if (!w.config && !fallback)
     fail("{}: no model config in its metadata (key 'config'; not written by gta?) and none was given", w.source);
   const config::ModelConfig cfg = w.config ? *w.config : *fallback;

@@ -9,18 +9,24 @@
 //   trainer.json           {"format": "gta-checkpoint", "version": 1, "step", "loader" (the data
 //                          loader state), "rng" (5 integers), "config" (the full run config
 //                          JSON), "model_config", "optimizer_step", "extra" (metrics so far:
-//                          tokens seen, ...)}
+//                          tokens seen, ...), "sha256" ({file name: SHA-256 hex} of the two
+//                          .safetensors files, hashed as they were written)}
+// Loading checks both files against their recorded digests (unless told not to: --no-verify),
+// so a flipped byte is refused instead of trained or evaluated on; and the "step" against the
+// directory's name.
 //
 // Atomicity: everything is written into step_<n>.tmp-<pid>/ (files synced), which is then renamed
 // to step_<n> (an existing step_<n> is swapped out atomically, then deleted). Only after that are
-// older checkpoints pruned to the newest `keep`. A save that fails removes its temporary directory
-// and leaves every existing checkpoint as it was. Temporary directories left by dead processes are
-// removed by the next successful save.
+// older checkpoints pruned to the newest `keep`, each renamed to step_<n>.del-<pid> before it is
+// deleted (a kill mid-delete never leaves a half-deleted step_<n>). A save that fails removes its
+// temporary directory and leaves every existing checkpoint as it was. Temporary directories left
+// by dead processes, and .del-* leftovers, are removed by the next successful save.
 //
 // A directory counts as a (complete) checkpoint when its name is step_<digits> exactly and it
 // holds all three files; .tmp-* directories and directories missing a file are ignored.
 //
-// Only one process (rank 0) should write to an out_dir.
+// Only one process (rank 0) writes to an out_dir; `gta train` holds the run directory's lock
+// (train/run_dir.h) while it does.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -89,7 +95,7 @@ std::optional<std::string> latest_checkpoint(const std::string& out_dir);
 // Reads a checkpoint directory. A missing or corrupt file is a gta::Error naming it (and, when
 // the run has older checkpoints, which one to fall back to); a trainer.json of another format
 // version is refused with both versions named.
-Checkpoint load_checkpoint(const std::string& dir);
+Checkpoint load_checkpoint(const std::string& dir, bool verify = true);
 
 // Copies a loaded checkpoint into a model's parameters and an optimizer (the caller restores the
 // loader and RNG from checkpoint.trainer). Errors name the checkpoint's files.
@@ -117,13 +123,15 @@ ModelWeightsInfo resolve_model_weights(const std::string& path);
 struct ModelWeights : ModelWeightsInfo {
   std::map<std::string, Tensor> tensors;  // HF names -> tensors (CPU, stored dtype)
 };
-// Resolves `path` (as resolve_model_weights) and reads the whole file.
-ModelWeights load_model_weights(const std::string& path);
+// Resolves `path` (as resolve_model_weights) and reads the whole file; a checkpoint's
+// model.safetensors is first checked against the SHA-256 in its trainer.json (when `verify`).
+ModelWeights load_model_weights(const std::string& path, bool verify = true);
 
 // Builds a model from load_model_weights(path): its config (or `fallback` when the file has
 // none; an error when neither exists) and its weights (converted to `dtype`). Errors name the
 // file and what was wrong (missing, truncated, no or bad config, shapes that do not match).
 std::unique_ptr<nn::Model> load_model(const std::string& path, DType dtype = DType::f32,
-                                      const std::optional<config::ModelConfig>& fallback = std::nullopt);
+                                      const std::optional<config::ModelConfig>& fallback = std::nullopt,
+                                      bool verify = true);
 
 }  // namespace gta::train

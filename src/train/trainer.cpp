@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <vector>
+
+#include <fmt/ranges.h>
 
 #include "core/cuda_runtime.h"
 #include "core/error.h"
@@ -25,6 +28,7 @@
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
+#include "train/run_dir.h"
 
 namespace gta::train {
 
@@ -32,9 +36,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::atomic<bool> g_stop{false};
+std::atomic<int> g_stop{0};
 
-extern "C" void on_stop_signal(int) { g_stop.store(true); }
+extern "C" void on_stop_signal(int sig) { g_stop.store(sig); }
 
 // The CPU backend computes in f32 and f64, the CUDA backend in f32 and bf16 (bf16 parameters
 // with fp32 master weights in AdamW: mixed precision).
@@ -65,6 +69,57 @@ void check_vocab_and_tokenizer(config::RunConfig& cfg, const data::Tokenizer& to
             cfg.model.vocab_size);
 }
 
+// "a.b: X in the checkpoint, Y in the config" for every key where two config JSONs differ
+// (JSON-patch paths of nlohmann::json::diff, written as dotted keys under `prefix`).
+std::vector<std::string> config_differences(const nlohmann::json& saved, const nlohmann::json& now,
+                                            const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& op : nlohmann::json::diff(saved, now)) {
+    const nlohmann::json::json_pointer ptr(op["path"].get<std::string>());
+    std::string key = prefix;
+    for (const char c : ptr.to_string()) key += c == '/' ? '.' : c;
+    const std::string was = saved.contains(ptr) ? saved[ptr].dump() : "absent";
+    const std::string is = now.contains(ptr) ? now[ptr].dump() : "absent";
+    out.push_back(fmt::format("{}: {} in the checkpoint, {} in the config", key, was, is));
+  }
+  return out;
+}
+
+// --resume continues the run exactly: the same model, and the same data order and random
+// stream, so train.seed and data.mode cannot change (the loader state is only valid for them).
+void check_resumable(const Checkpoint& ckpt, const config::RunConfig& cfg) {
+  const auto model_diff = config_differences(config::to_json(ckpt.model_config), config::to_json(cfg.model), "model");
+  GTA_CHECK(model_diff.empty(), "--resume: {} holds a different model than the config ({}); use another train.out_dir",
+            ckpt.dir, fmt::join(model_diff, "; "));
+  const nlohmann::json now = config::to_json(cfg);
+  std::vector<std::string> fixed;
+  for (const auto& [key, path] : {std::pair{"train.seed", "/train/seed"}, std::pair{"data.mode", "/data/mode"}}) {
+    const nlohmann::json::json_pointer ptr(path);
+    if (!ckpt.trainer.config.contains(ptr) || ckpt.trainer.config[ptr] == now[ptr]) continue;
+    fixed.push_back(fmt::format("{}: {} in the checkpoint, {} in the config", key, ckpt.trainer.config[ptr].dump(),
+                                now[ptr].dump()));
+  }
+  GTA_CHECK(fixed.empty(),
+            "--resume: train.seed and data.mode cannot change for a run in progress ({}; from {}/trainer.json): set "
+            "them back to resume, or start a new run in another train.out_dir",
+            fmt::join(fixed, "; "), ckpt.dir);
+}
+
+// Every input the run will read, opened and checked before step 1, so that a bad path is
+// reported before any training is lost (data.train and data.tokenizer are open already).
+void validate_inputs_up_front(const config::RunConfig& cfg, const data::Tokenizer& tok) {
+  if (cfg.data.val.empty()) return;
+  infer::EvalOptions eo;
+  eo.batch_size = cfg.train.batch_size;
+  eo.seq_len = cfg.train.seq_len;
+  eo.tokenizer_sha256 = tok.checksum();
+  try {
+    infer::check_eval_data({cfg.data.val}, cfg.model.vocab_size, eo);
+  } catch (const Error& e) {
+    fail("data.val: {}", e.what());
+  }
+}
+
 }  // namespace
 
 void install_stop_signal_handlers() {
@@ -72,7 +127,7 @@ void install_stop_signal_handlers() {
   std::signal(SIGTERM, on_stop_signal);
 }
 
-bool stop_requested() { return g_stop.load(); }
+int stop_requested() { return g_stop.load(); }
 
 namespace {
 
@@ -94,26 +149,45 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   lo.world_size = world;
   lo.seed = tc.seed;
   lo.mode = data::parse_sample_mode(cfg.data.mode);
+  lo.vocab_limit = cfg.model.vocab_size > 0 ? cfg.model.vocab_size : tok.vocab_size();
   data::DataLoader loader({cfg.data.train}, lo);
   check_vocab_and_tokenizer(cfg, tok, loader);
   const int64_t accum = tc.grad_accum_steps(world);
   const int64_t tokens_per_step = tc.global_tokens(world);
   const int64_t schedule_steps = cfg.optim.decay_steps > 0 ? cfg.optim.decay_steps : tc.steps;
 
+  if (lead) validate_inputs_up_front(cfg, tok);
+
+  // Rank 0 owns the run directory: one trainer at a time (held until the run ends), and a fresh
+  // run never takes over an old one.
+  std::optional<RunDirLock> lock;
+  if (lead) {
+    lock.emplace(tc.out_dir);
+    if (!opts.resume) claim_fresh_run_dir(tc.out_dir, opts.overwrite);
+  }
+
   // Resume: the newest complete checkpoint of out_dir, which must be of the same model.
   std::optional<Checkpoint> ckpt;
+  TrainSummary summary;
+  summary.lead = lead;
   if (opts.resume) {
     auto latest = latest_checkpoint(tc.out_dir);
     GTA_CHECK(latest.has_value(), "--resume: no checkpoint in {} (expected {}/step_*)", tc.out_dir,
               checkpoints_root(tc.out_dir));
-    ckpt = load_checkpoint(*latest);
-    GTA_CHECK(ckpt->model_config == cfg.model,
-              "--resume: {} holds a different model ({}) than the config ({}); use another train.out_dir", ckpt->dir,
-              config::to_json(ckpt->model_config).dump(), config::to_json(cfg.model).dump());
+    ckpt = load_checkpoint(*latest, opts.verify);
+    check_resumable(*ckpt, cfg);
+    if (ckpt->trainer.step >= tc.steps) {
+      GTA_CHECK(ckpt->trainer.step == tc.steps,
+                "--resume: {} is at step {}, past train.steps {}; raise train.steps to train further", ckpt->dir,
+                ckpt->trainer.step, tc.steps);
+      summary.already_finished = true;
+      summary.steps_done = ckpt->trainer.step;
+      summary.last_checkpoint = ckpt->dir;
+      return summary;
+    }
   }
 
   if (lead) {
-    fs::create_directories(tc.out_dir);
     std::ofstream(fs::path(tc.out_dir) / "config.yaml") << config::to_yaml(cfg);
     std::ofstream(fs::path(tc.out_dir) / "tokenizer.model", std::ios::binary) << tok.model_bytes();
   }
@@ -135,7 +209,11 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   if (ckpt) {
     if (zero1) ckpt->optimizer = zero1->owned_state(ckpt->optimizer);
     restore_checkpoint(*ckpt, model.params(), opt);
-    loader.load_state(ckpt->trainer.loader);
+    try {
+      loader.load_state(ckpt->trainer.loader);
+    } catch (const Error& e) {
+      fail("{}/trainer.json \"loader\": {}", ckpt->dir, e.what());
+    }
     rng.set_state(ckpt->trainer.rng);
     step = ckpt->trainer.step;
     tokens_seen = ckpt->trainer.extra.value("tokens_seen", 0.0);
@@ -158,8 +236,6 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
     metrics->write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
                    {"params", model.params().count()}, {"train_flops_per_token", stats.train_flops_per_token}});
 
-  TrainSummary summary;
-  summary.lead = lead;
   auto save = [&](int64_t at_step) {
     // The full optimizer state; sharded, it is gathered to rank 0 (a collective: every rank joins).
     const optim::AdamWState optimizer = zero1 ? zero1->gather_state(opt) : opt.state();
@@ -172,6 +248,11 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
     st.extra = {{"tokens_seen", tokens_seen}};
     summary.last_checkpoint = save_checkpoint(tc.out_dir, model, optimizer, st, cfg.checkpoint.keep);
     progress.message(fmt::format("checkpoint {}", summary.last_checkpoint));
+  };
+  // The other ranks wait for rank 0's own work here, within dist.rank0_timeout_s, instead of in
+  // the next collective under dist.timeout_s (which would take a slow evaluation for a dead rank).
+  auto wait_for_lead = [&](const std::string& what) {
+    if (world > 1) comm->barrier_within(cfg.dist.rank0_timeout_s, what);
   };
   auto validate = [&](int64_t at_step) {
     if (cfg.data.val.empty() || !lead) return;
@@ -242,13 +323,19 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
     }
-    if ((cfg.eval.every > 0 && step % cfg.eval.every == 0) || last) validate(step);
+    if ((cfg.eval.every > 0 && step % cfg.eval.every == 0) || last) {
+      validate(step);
+      wait_for_lead(fmt::format("rank 0's evaluation after step {}", step));
+    }
     // Every rank stops after the same step when any of them was signalled.
-    const bool stop = world > 1 ? comm->max(stop_requested() ? 1.0 : 0.0) > 0 : stop_requested();
-    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last || stop) save(step);
+    const int stop = world > 1 ? static_cast<int>(comm->max(stop_requested())) : stop_requested();
+    if ((cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0) || last || stop) {
+      save(step);
+      wait_for_lead(fmt::format("rank 0's checkpoint of step {}", step));
+    }
     if (stop && !last) {
       progress.message(fmt::format("stopped by signal after step {}; resume with --resume", step));
-      summary.interrupted = true;
+      summary.stop_signal = stop;
       break;
     }
   }

@@ -101,6 +101,21 @@ PY
 expect_fail "mpirun -np N" "$GTA" bench allreduce --device cpu
 echo "dist_mpi allreduce: ok"
 
+# Rank 0's own work (here an evaluation of several seconds, after each of two steps) is waited for
+# within dist.rank0_timeout_s, not dist.timeout_s: a healthy job with a short collective timeout
+# finishes; a rank-0 budget too short ends the job naming what was waited for.
+cat > slow_eval.yaml <<'YAML'
+model: {vocab_size: 0, d_model: 256, n_layers: 2, d_ff: 512, n_heads: 4, attention: {type: gqa, n_kv_heads: 2}}
+data: {train: data/train_000000.h5, val: data/train_000000.h5, tokenizer: data/tokenizer.model}
+train: {device: cpu, steps: 2, batch_size: 2, seq_len: 64, out_dir: slow, log_every: 1}
+eval: {every: 1, batches: 1000}
+dist: {timeout_s: 1.5}
+YAML
+"${mpi[@]}" "$GTA" train slow_eval.yaml > /dev/null 2> slow.log || fail "a slow rank-0 evaluation killed a healthy job: $(tail -5 slow.log)"
+expect_fail "waiting for rank 0's evaluation after step 1 did not complete within 0.2 s" \
+  "${mpi[@]}" "$GTA" train slow_eval.yaml --set train.out_dir=slow2 --set dist.rank0_timeout_s=0.2
+echo "dist_mpi rank-0 work: ok"
+
 # Faults: a stalled rank (SIGSTOP) makes the other abort the job within dist.timeout_s; a crashed
 # rank (SIGKILL) ends the job. Never a silent hang.
 faulty=("${mpi[@]}" "$GTA" train run.yaml --set train.steps=1000000 --set checkpoint.every=2 --set dist.timeout_s=3)

@@ -47,17 +47,20 @@ PY
 "$GTA" generate full --prompt "The " --max-new-tokens 20 --seed 3 > gen2.txt 2>/dev/null
 cmp gen1.txt gen2.txt
 [ "$(wc -c < gen1.txt)" -gt 5 ]
-# SIGTERM: the run saves a checkpoint after its current step and exits cleanly; --resume goes on.
+# SIGTERM: the run saves a checkpoint after its current step and exits 143; --resume goes on (and
+# exits 130 on SIGINT).
 "$GTA" train run.yaml --set train.out_dir=sig --set train.steps=100000 --set checkpoint.every=4 2> sig.log &
 pid=$!
 for _ in $(seq 600); do [ -d sig/checkpoints/step_000004 ] && break; sleep 0.1; done
 kill -TERM $pid
-wait $pid
+rc=0; wait $pid || rc=$?
+[ "$rc" -eq 143 ] || fail "a run stopped by SIGTERM exited $rc, expected 143 (128 + 15)"
 grep -q "resume with --resume" sig.log
 n=$(ls sig/checkpoints | wc -l); [ "$n" -ge 1 ]
 "$GTA" train run.yaml --set train.out_dir=sig --set train.steps=100000 --resume 2> sig2.log &
 pid=$!
 for _ in $(seq 600); do grep -q "resuming from step" sig2.log && break; sleep 0.1; done
 kill -INT $pid
-wait $pid
+rc=0; wait $pid || rc=$?
+[ "$rc" -eq 130 ] || fail "a run stopped by SIGINT exited $rc, expected 130 (128 + 2)"
 echo "train_e2e: ok"

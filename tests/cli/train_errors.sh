@@ -6,12 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 prepare_tiny data
 prepare_tiny other 480
-tiny_run_yaml 1 "{type: gqa, n_kv_heads: 2}" > run.yaml
-cat >> run.yaml <<'YAML'
-train: {steps: 4, batch_size: 2, seq_len: 16, out_dir: run, log_every: 1}
-checkpoint: {every: 2, keep: 5}
-eval: {every: 0, batches: 1}
-YAML
+four_step_run_yaml > run.yaml
 
 "$GTA" train run.yaml 2> /dev/null
 cp -r run/checkpoints saved

@@ -45,6 +45,17 @@ data: {train: data/train_000000.h5, val: data/val_000000.h5, tokenizer: data/tok
 YAML
 }
 
+# four_step_run_yaml: prints a whole run config: a 1-layer GQA model (tiny_run_yaml) trained for 4
+# steps into run/, a checkpoint every 2 steps (all kept), evaluation only at the end.
+four_step_run_yaml() {
+  tiny_run_yaml 1 "{type: gqa, n_kv_heads: 2}"
+  cat <<'YAML'
+train: {steps: 4, batch_size: 2, seq_len: 16, out_dir: run, log_every: 1}
+checkpoint: {every: 2, keep: 5}
+eval: {every: 0, batches: 1}
+YAML
+}
+
 # expect_fail WANT COMMAND...: COMMAND exits non-zero, without a crash (gta's own errors exit 1,
 # CLI11's command-line errors 100 and up, a signal 128 and up), and its stderr contains WANT (a
 # fixed string). A failed check is counted in $fails and returns 1, which ends a `set -e` script.
