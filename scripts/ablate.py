@@ -115,12 +115,18 @@ def has_checkpoint(run_dir):
 
 
 def read_metrics(path):
+    """A run directory's metrics.jsonl. A run killed while writing can end in half a line (gta drops
+    it on --resume): skipped. A broken line before the last is an error naming it."""
     if not path.is_file():
         return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
     records = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for i, line in enumerate(lines, 1):
+        try:
             records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i < len(lines):
+                fail(f"{path}:{i}: not a JSON line ({e})")
     return records
 
 

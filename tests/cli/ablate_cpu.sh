@@ -20,11 +20,13 @@ grep -c 'complete, skipped' a2.log | grep -qx 4 || fail "a second call should sk
 cmp -s gqa-before.json A/runs/gqa-s1/run.json || fail "a skipped run's record changed"
 
 # Part-way: the plan writes mha-s1's config; gta trains it to step 12 of the same 24-step
-# schedule (checkpoint at 12), as a run stopped by the deadline would leave it; the runner resumes.
+# schedule (checkpoint at 12), as a run stopped by the deadline would leave it, its metrics.jsonl
+# cut in the middle of a line; the runner resumes.
 ablate --results B --runs RB --only mha-s1 --plan > plan.log
 grep -q 'mha-s1: start, logged step 0/24' plan.log || fail "plan: $(cat plan.log)"
 (cd "$SRC" && "$GTA" train "$tmp/RB/mha-s1.yaml" --set train.steps=12 --set optim.decay_steps=24) 2> partial.log ||
   fail "gta train to step 12: $(tail -3 partial.log)"
+printf '{"step": 13, "ev' >> RB/mha-s1/metrics.jsonl  # as a kill in the middle of a write leaves it
 ablate --results B --runs RB --only mha-s1 > b.log
 grep -q 'mha-s1: resuming' b.log || fail "mha-s1 was not resumed: $(cat b.log)"
 grep -q -- '--resume' B/runs/mha-s1/run.json || fail "run.json does not record the --resume command"
