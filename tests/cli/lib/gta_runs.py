@@ -16,7 +16,8 @@ def losses(run):
 
 
 def safetensors(path, dtypes=("F32", "F64")):
-    """{name: float64 array} of a safetensors file; every tensor's dtype must be one of `dtypes`."""
+    """{name: float64 array of the stored shape} of a safetensors file; every tensor's dtype must be
+    one of `dtypes`."""
     import numpy as np  # here, so the metrics readers work on a Python without numpy
 
     with open(path, "rb") as f:
@@ -29,5 +30,12 @@ def safetensors(path, dtypes=("F32", "F64")):
         assert v["dtype"] in dtypes, (path, k, v["dtype"])
         lo, hi = v["data_offsets"]
         dt = {"F32": np.float32, "F64": np.float64}[v["dtype"]]
-        out[k] = np.frombuffer(b[8 + n + lo:8 + n + hi], dtype=dt).astype(np.float64)
+        out[k] = np.frombuffer(b[8 + n + lo:8 + n + hi], dtype=dt).astype(np.float64).reshape(v["shape"])
     return out
+
+
+def safetensors_metadata(path):
+    """The __metadata__ object of a safetensors file's header (gta writes the model config there)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)).get("__metadata__", {})
