@@ -6,11 +6,7 @@
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-TB_PY=""
-for py in "$PY" python3; do
-  if "$py" -c "import tensorboard" 2>/dev/null; then TB_PY=$py; break; fi
-done
-[ -n "$TB_PY" ] || { echo "skip: no python3 here imports tensorboard"; exit 77; }
+python_with "tensorboard"
 
 prepare_tiny data
 tiny_run_yaml 1 "{type: gta, n_q_heads: 2, n_k_heads: 1, n_v_heads: 1, d_qk: 8, d_latent: 8}" > run.yaml
@@ -27,7 +23,7 @@ rm -r run/checkpoints/step_000006
 "$GTA" train run.yaml --resume 2> resume.log
 grep -q "resuming from step 4" resume.log || { cat resume.log; fail "did not resume from step 4"; }
 
-"$TB_PY" - <<'PY'
+"$MOD_PY" - <<'PY'
 import glob, json, struct
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

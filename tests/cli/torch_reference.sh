@@ -8,11 +8,7 @@
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-TORCH_PY=""
-for py in "$PY" python3; do
-  if "$py" -c "import torch, numpy, h5py" 2>/dev/null; then TORCH_PY=$py; break; fi
-done
-[ -n "$TORCH_PY" ] || { echo "skip: no python3 here imports torch, numpy and h5py"; exit 77; }
+python_with "torch, numpy, h5py"
 
 prepare_tiny data
 # Odd sizes on purpose: 3 layers, GQA/GTA/GHA groups of unequal head counts, untied head for MLA.
@@ -36,7 +32,7 @@ YAML
   [ "$t" = mla ] && sed -i 's/^model:/model:\n  tie_embeddings: false/' "$t.yaml"
   "$GTA" train "$t.yaml" > /dev/null 2>&1 || { "$GTA" train "$t.yaml"; fail "$t: training failed"; }
   "$GTA" eval "$t" --data data/val_000000.h5 --batches 3 --batch-size 2 --seq-len 24 --json > "$t.eval.json"
-  "$TORCH_PY" - "$SRC" "$t" <<'PY'
+  "$MOD_PY" - "$SRC" "$t" <<'PY'
 import json, sys
 
 import h5py

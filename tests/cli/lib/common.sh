@@ -19,6 +19,18 @@ PY=/usr/bin/python3
 if ! "$PY" -c "import numpy, h5py" 2>/dev/null; then PY=$(command -v python3); fi
 export PYTHONPATH="$SRC/tests/cli/lib${PYTHONPATH:+:$PYTHONPATH}"  # gta_runs.py: metrics and safetensors readers
 
+# python_with MODULES: sets MOD_PY (exported, for the caller) to the first of $PY and python3 that imports MODULES (a
+# comma-separated list, as in an import statement), or skips the test (exit 77) naming them.
+python_with() {
+  export MOD_PY=""
+  local py
+  for py in "$PY" python3; do
+    if "$py" -c "import $1" 2>/dev/null; then MOD_PY=$py; return 0; fi
+  done
+  echo "skip: no python3 here imports $1"
+  exit 77
+}
+
 fails=0  # checks failed so far (expect_fail); a script that runs with `set +e` reports them at the end
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
