@@ -9,8 +9,8 @@
 # runs bench/decode_report.py to write OUTDIR/decode.md and OUTDIR/decode.png (copy them to
 # bench/results/decode_h200.md to keep them). Knobs (environment): BATCHES, CONTEXTS (comma
 # lists), NEW_TOKENS, MAX_CACHE_GB, CONFIGS (space-separated YAML paths, run in that order),
-# TIMEOUT_S per process, BUDGET_S for the whole grid (configs not started by then are skipped,
-# and the report is still written).
+# TIMEOUT_S per process, BUDGET_S for the whole grid (no process runs past it by more than 30 s
+# or TIMEOUT_S; configs not started by then are skipped, and the report is still written).
 set -uo pipefail
 OUT=${1:?usage: bench/decode_grid.sh OUTDIR}
 GTA=${GTA:-build-gpu/gta}
@@ -28,16 +28,22 @@ date -u +%Y-%m-%d > "$OUT/date.txt"
 : > "$OUT/gta.jsonl"
 : > "$OUT/torch.jsonl"
 SECONDS=0
+# Seconds the next process may run: TIMEOUT_S, or what is left of BUDGET_S (at least 30).
+time_left() {
+  local left=$((BUDGET_S - SECONDS))
+  ((left < 30)) && left=30
+  echo $((left < TIMEOUT_S ? left : TIMEOUT_S))
+}
 for cfg in $CONFIGS; do
   if ((SECONDS > BUDGET_S)); then
     echo "== $cfg skipped: the grid's budget of ${BUDGET_S}s is spent" | tee -a "$OUT/gta.err"
     continue
   fi
   echo "== $cfg (${SECONDS}s)"
-  timeout "$TIMEOUT_S" "$GTA" bench decode "$cfg" --device cuda --batch "$BATCHES" --context "$CONTEXTS" \
+  timeout "$(time_left)" "$GTA" bench decode "$cfg" --device cuda --batch "$BATCHES" --context "$CONTEXTS" \
     --new-tokens "$NEW_TOKENS" --max-cache-gb "$MAX_CACHE_GB" --json >> "$OUT/gta.jsonl" 2>> "$OUT/gta.err" ||
     echo "gta bench decode $cfg: exit $?" | tee -a "$OUT/gta.err"
-  timeout "$TIMEOUT_S" python3 bench/decode_baseline.py "$GTA" "$cfg" --batch "$BATCHES" --context "$CONTEXTS" \
+  timeout "$(time_left)" python3 bench/decode_baseline.py "$GTA" "$cfg" --batch "$BATCHES" --context "$CONTEXTS" \
     --new-tokens "$NEW_TOKENS" --max-cache-gb "$MAX_CACHE_GB" >> "$OUT/torch.jsonl" 2>> "$OUT/torch.err" ||
     echo "decode_baseline.py $cfg: exit $?" | tee -a "$OUT/torch.err"
 done
