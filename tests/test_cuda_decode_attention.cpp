@@ -8,6 +8,7 @@
 //   - whole models of every type, bf16 on the GPU: logits of token-by-token cached decoding
 //     (eager, and replayed as a CUDA graph) against the CPU f64 forward of the same weights, at
 //     every position.
+//   - the ops of a decode step at a device position (CUDA-graph replay) against their host twins.
 // Every test skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -23,6 +24,7 @@
 #include "cuda_test_util.h"
 #include "infer/decode_step.h"
 #include "nn/model.h"
+#include "ops/decode_position.h"
 #include "ops/ops.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -74,6 +76,52 @@ TEST(CudaDecodeAttention, MatchesCpuAttention) {
         ASSERT_EQ(got.shape(), (gta::Shape{B, h.nq, h.dv}));
         EXPECT_LE(normwise(got.to_doubles(), want.to_doubles()), 1e-2);
       }
+}
+
+// The ops of a step at a device position (ops/decode_position.h) against their host-position
+// twins: decode attention over position + 1 tokens of a larger cache (the chunking computed in
+// the kernel from the length it reads; splits chosen for the capacity), RoPE, the cache row
+// write and the embedding gather (an id out of range reads row 0).
+TEST(CudaDecodeAttention, DevicePositionOpsMatchHostPosition) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t seed = gta_test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Rng rng(seed);
+  gta::autograd::NoGradGuard no_grad;
+  auto gpu = [](const Tensor& t) { return t.to(DType::bf16).to(kGpu); };
+  auto at = [](int64_t p) { return Tensor::from_vector(std::vector<int32_t>{static_cast<int32_t>(p)}, {1}).to(kGpu); };
+  for (const Heads& h : {kHeads[1], kHeads[3], kHeads[6]}) {
+    const int64_t B = 2, cap = 1005;
+    Tensor q = gpu(randn(rng, {B, h.nq, h.dk})), k = gpu(randn(rng, {B, cap, h.nk, h.dk})),
+           v = gpu(randn(rng, {B, cap, h.nv, h.dv}));
+    for (int64_t pos : {0, 6, 128, 700, 1004}) {
+      SCOPED_TRACE(std::string(h.what) + " position " + std::to_string(pos));
+      const double scale = 0.125;
+      ASSERT_TRUE(gta::ops::decode_attention_at_supported(q, k, v));
+      Tensor got = gta::ops::decode_attention_at(q, k, v, scale, at(pos));
+      Tensor want = gta::ops::decode_attention(q, k, v, pos + 1, scale);
+      EXPECT_LE(normwise(got.to_doubles(), want.to_doubles()), 1e-2);  // other chunks: rounding only
+    }
+  }
+  Tensor x = gpu(randn(rng, {3, 1, 5, 24}));
+  for (int64_t pos : {0, 17, 4000}) {
+    EXPECT_EQ(gta::ops::rope_at(x, 16, 500.0, at(pos)).to_doubles(), gta::ops::rope(x, 16, 500.0, pos).to_doubles())
+        << "position " << pos;
+    Tensor cache = gpu(randn(rng, {3, 20, 5, 24})), fresh = x;
+    std::vector<double> w = cache.to_doubles(), f = fresh.to_doubles();
+    const int64_t row = pos % 20;
+    gta::ops::write_row_at(cache, fresh, at(row));
+    const std::vector<double> g = cache.to_doubles();
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t j = 0; j < 5 * 24; ++j) w[static_cast<size_t>((b * 20 + row) * 120 + j)] = f[static_cast<size_t>(b * 120 + j)];
+    EXPECT_EQ(g, w) << "row " << row;
+  }
+  Tensor table = gpu(randn(rng, {11, 16}));
+  Tensor ids = Tensor::from_vector(std::vector<int32_t>{3, 0, 10, 7, 11, -1}, {2, 3}).to(kGpu);
+  std::vector<double> got = gta::ops::embedding_at(table, ids).to_doubles(), t = table.to_doubles();
+  const int32_t rows[] = {3, 0, 10, 7, 0, 0};
+  for (int r = 0; r < 6; ++r)
+    for (int j = 0; j < 16; ++j) EXPECT_EQ(got[static_cast<size_t>(r * 16 + j)], t[static_cast<size_t>(rows[r] * 16 + j)]);
 }
 
 // MLA's absorbed form against its formula: r_u = 1/sqrt(mean(c_u^2) + eps),
