@@ -32,11 +32,11 @@
 namespace {
 
 using gta::DType;
-using gta_test::Rng;
 using gta::Tensor;
 using gta_test::kGpu;
 using gta_test::normwise;
 using gta_test::randn;
+using gta_test::Rng;
 using gta_test::rounded;
 
 struct Heads {
@@ -113,7 +113,8 @@ TEST(CudaDecodeAttention, DevicePositionOpsMatchHostPosition) {
     gta::ops::write_row_at(cache, fresh, at(row));
     const std::vector<double> g = cache.to_doubles();
     for (int64_t b = 0; b < 3; ++b)
-      for (int64_t j = 0; j < 5 * 24; ++j) w[static_cast<size_t>((b * 20 + row) * 120 + j)] = f[static_cast<size_t>(b * 120 + j)];
+      for (int64_t j = 0; j < 5 * 24; ++j)
+        w[static_cast<size_t>((b * 20 + row) * 120 + j)] = f[static_cast<size_t>(b * 120 + j)];
     EXPECT_EQ(g, w) << "row " << row;
   }
   Tensor table = gpu(randn(rng, {11, 16}));
@@ -121,7 +122,8 @@ TEST(CudaDecodeAttention, DevicePositionOpsMatchHostPosition) {
   std::vector<double> got = gta::ops::embedding_at(table, ids).to_doubles(), t = table.to_doubles();
   const int32_t rows[] = {3, 0, 10, 7, 0, 0};
   for (int r = 0; r < 6; ++r)
-    for (int j = 0; j < 16; ++j) EXPECT_EQ(got[static_cast<size_t>(r * 16 + j)], t[static_cast<size_t>(rows[r] * 16 + j)]);
+    for (int j = 0; j < 16; ++j)
+      EXPECT_EQ(got[static_cast<size_t>(r * 16 + j)], t[static_cast<size_t>(rows[r] * 16 + j)]);
 }
 
 // MLA's absorbed form against its formula: r_u = 1/sqrt(mean(c_u^2) + eps),
@@ -138,7 +140,8 @@ TEST(CudaDecodeAttention, LatentMatchesFormula) {
       const int64_t B = 2, cap = len + 3;
       SCOPED_TRACE("h " + std::to_string(h) + " d_c " + std::to_string(dc) + " len " + std::to_string(len));
       Tensor ql = rounded(randn(rng, {B, h, dc}), DType::bf16), qp = rounded(randn(rng, {B, h, dr}), DType::bf16);
-      Tensor c = rounded(randn(rng, {B, cap, 1, dc}), DType::bf16), kp = rounded(randn(rng, {B, cap, 1, dr}), DType::bf16);
+      Tensor c = rounded(randn(rng, {B, cap, 1, dc}), DType::bf16),
+             kp = rounded(randn(rng, {B, cap, 1, dr}), DType::bf16);
       const double scale = 1.0 / std::sqrt(static_cast<double>(dc));
       const std::vector<double> vq = ql.to_doubles(), vp = qp.to_doubles(), vc = c.to_doubles(), vk = kp.to_doubles();
       std::vector<double> want(static_cast<size_t>(B * h * dc), 0.0);
@@ -187,7 +190,8 @@ gta::config::ModelConfig kernel_config(const std::string& type) {
   } else if (type == "gva") {
     a.n_q_heads = 3, a.n_k_heads = 1;  // 6 value heads: 2 per map, folded
   } else if (type == "gha") {
-    c.d_model = 128, c.n_heads = 8, a.n_q_heads = 2, a.n_k_heads = 1, a.n_v_heads = 4;  // 2 per map, each read by 2 heads
+    c.d_model = 128, c.n_heads = 8, a.n_q_heads = 2, a.n_k_heads = 1,
+    a.n_v_heads = 4;  // 2 per map, each read by 2 heads
   } else if (type == "gta") {
     a.n_q_heads = 3, a.n_k_heads = 1, a.n_v_heads = 1, a.d_qk = 24, a.d_latent = 16, a.qkv_bias = true;
   } else if (type == "mla") {
@@ -245,7 +249,6 @@ TEST_P(CudaDecodeModel, CachedDecodeMatchesCpuForward) {
   unsetenv("GTA_DECODE_GRAPH");
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, CudaDecodeModel,
-                         ::testing::Values("mha", "gqa", "mqa", "gva", "gha", "gta", "mla"));
+INSTANTIATE_TEST_SUITE_P(Types, CudaDecodeModel, ::testing::Values("mha", "gqa", "mqa", "gva", "gha", "gta", "mla"));
 
 }  // namespace

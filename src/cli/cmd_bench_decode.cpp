@@ -14,6 +14,8 @@
 // The bandwidth is the device's copy bandwidth, measured in the same process as (bytes read +
 // bytes written) / time of a large device-to-device copy (std::memcpy on the CPU), or given by
 // --bandwidth-gbs. The report gives the percentage of that bound the measured steps reach.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -21,8 +23,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "autograd/node.h"
 #include "cli/commands.h"
@@ -146,13 +146,15 @@ nlohmann::json bench_point(const BenchDecodeOptions& o, const config::ModelConfi
 }
 
 void print_table(const std::vector<nlohmann::json>& rows) {
-  auto measured = std::find_if(rows.begin(), rows.end(), [](const nlohmann::json& r) { return !r.contains("skipped"); });
+  auto measured =
+      std::find_if(rows.begin(), rows.end(), [](const nlohmann::json& r) { return !r.contains("skipped"); });
   if (measured == rows.end()) measured = rows.begin();
   const nlohmann::json& f = *measured;
   if (f.contains("skipped")) {
     std::printf("%s: every point skipped\n", f["config"].get<std::string>().c_str());
-    for (const auto& r : rows) std::printf("  batch %lld context %lld: %s\n", static_cast<long long>(r["batch"].get<int64_t>()),
-                                           static_cast<long long>(r["context"].get<int64_t>()), r["skipped"].get<std::string>().c_str());
+    for (const auto& r : rows)
+      std::printf("  batch %lld context %lld: %s\n", static_cast<long long>(r["batch"].get<int64_t>()),
+                  static_cast<long long>(r["context"].get<int64_t>()), r["skipped"].get<std::string>().c_str());
     return;
   }
   std::printf("%s (%s) on %s, %s, %lld new tokens per point (%s); copy bandwidth %.1f GB/s%s\n",
@@ -160,18 +162,19 @@ void print_table(const std::vector<nlohmann::json>& rows) {
               f["device"].get<std::string>().c_str(), f["dtype"].get<std::string>().c_str(),
               static_cast<long long>(f["new_tokens"].get<int64_t>()), f["decode_path"].get<std::string>().c_str(),
               f["bandwidth_gbs"].get<double>(), f["bandwidth_measured"].get<bool>() ? "" : " (given)");
-  std::printf("%6s %8s %16s %16s %12s %16s %14s %13s\n", "batch", "context", "prefill tok/s", "decode tok/s",
-              "ms/step", "KV cache bytes", "roofline ms", "of roofline");
+  std::printf("%6s %8s %16s %16s %12s %16s %14s %13s\n", "batch", "context", "prefill tok/s", "decode tok/s", "ms/step",
+              "KV cache bytes", "roofline ms", "of roofline");
   for (const auto& r : rows)
     if (r.contains("skipped"))
       std::printf("%6lld %8lld  skipped: %s\n", static_cast<long long>(r["batch"].get<int64_t>()),
                   static_cast<long long>(r["context"].get<int64_t>()), r["skipped"].get<std::string>().c_str());
     else
       std::printf("%6lld %8lld %16.1f %16.1f %12.3f %16lld %14.3f %12.1f%%\n",
-                static_cast<long long>(r["batch"].get<int64_t>()), static_cast<long long>(r["context"].get<int64_t>()),
-                r["prefill_tokens_per_s"].get<double>(), r["decode_tokens_per_s"].get<double>(),
-                r["ms_per_step"].get<double>(), static_cast<long long>(r["cache_bytes"].get<int64_t>()),
-                r["roofline_ms_per_step"].get<double>(), r["roofline_pct"].get<double>());
+                  static_cast<long long>(r["batch"].get<int64_t>()),
+                  static_cast<long long>(r["context"].get<int64_t>()), r["prefill_tokens_per_s"].get<double>(),
+                  r["decode_tokens_per_s"].get<double>(), r["ms_per_step"].get<double>(),
+                  static_cast<long long>(r["cache_bytes"].get<int64_t>()), r["roofline_ms_per_step"].get<double>(),
+                  r["roofline_pct"].get<double>());
 }
 
 void run_bench_decode(const BenchDecodeOptions& o) {
@@ -188,8 +191,12 @@ void run_bench_decode(const BenchDecodeOptions& o) {
     for (int64_t C : o.contexts) {
       const double need = cache_bytes_per_token * static_cast<double>(B * (C + o.warmup + o.new_tokens));
       if (o.max_cache_gb > 0 && need > o.max_cache_gb * 1e9)
-        rows.push_back({{"config", o.config}, {"attention", cfg.attention.type}, {"batch", B}, {"context", C},
-                        {"skipped", fmt::format("a cache of {:.1f} GB > --max-cache-gb {}", need / 1e9, o.max_cache_gb)}});
+        rows.push_back(
+            {{"config", o.config},
+             {"attention", cfg.attention.type},
+             {"batch", B},
+             {"context", C},
+             {"skipped", fmt::format("a cache of {:.1f} GB > --max-cache-gb {}", need / 1e9, o.max_cache_gb)}});
       else
         rows.push_back(bench_point(o, cfg, model, dev, bandwidth, B, C));
       if (o.json) {

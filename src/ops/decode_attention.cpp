@@ -19,8 +19,8 @@ namespace gta::ops {
 namespace {
 
 void check_cache(const char* op, const Tensor& c, int64_t B, int64_t len) {
-  GTA_CHECK(c.ndim() == 4 && c.size(0) == B && c.size(1) >= len, "{}: expected a cache [{}, >= {}, heads, width], got {}",
-            op, B, len, c.str());
+  GTA_CHECK(c.ndim() == 4 && c.size(0) == B && c.size(1) >= len,
+            "{}: expected a cache [{}, >= {}, heads, width], got {}", op, B, len, c.str());
 }
 
 #ifdef GTA_WITH_CUDA
@@ -28,9 +28,7 @@ void check_cache(const char* op, const Tensor& c, int64_t B, int64_t len) {
 // reads it; head h of token u of batch b at data + b * batch_stride + u * token_stride + h * width.
 bool rows_contiguous(const Tensor& c) { return c.strides()[3] == 1 && c.strides()[2] == c.size(3); }
 
-kernels::DecodeCacheView view_of(const Tensor& c) {
-  return {c.raw_data(), c.strides()[0], c.strides()[1]};
-}
+kernels::DecodeCacheView view_of(const Tensor& c) { return {c.raw_data(), c.strides()[0], c.strides()[1]}; }
 
 // Runs the decode kernels: q [B, n_q, dk1 + dk2] contiguous bf16.
 Tensor run_decode_kernels(kernels::DecodeAttnArgs a, const Tensor& q) {
@@ -40,8 +38,8 @@ Tensor run_decode_kernels(kernels::DecodeAttnArgs a, const Tensor& q) {
   a.q = q.raw_data();
   a.out = out.raw_data();
   const int64_t splits = kernels::decode_attention_splits(a.B, a.nk, a.len);
-  Tensor work = Tensor::empty({static_cast<int64_t>(kernels::decode_attention_workspace_floats(a, splits))},
-                              DType::f32, dev);
+  Tensor work =
+      Tensor::empty({static_cast<int64_t>(kernels::decode_attention_workspace_floats(a, splits))}, DType::f32, dev);
   kernels::decode_attention(a, splits, work.data<float>());
   return out;
 }
@@ -87,7 +85,8 @@ Tensor decode_kernels(const Tensor& q, const Tensor& k_cache, const Tensor& v_ca
 Tensor decode_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t len, double scale) {
   check_decode_shapes(q, k_cache, v_cache, len);
 #ifdef GTA_WITH_CUDA
-  if (decode_attention_at_supported(q, k_cache, v_cache)) return decode_kernels(q, k_cache, v_cache, len, scale, Tensor());
+  if (decode_attention_at_supported(q, k_cache, v_cache))
+    return decode_kernels(q, k_cache, v_cache, len, scale, Tensor());
 #endif
   const int64_t B = q.size(0), nq = q.size(1);
   return attention(q.reshape({B, 1, nq, q.size(2)}), k_cache.slice(1, 0, len), v_cache.slice(1, 0, len), scale)
@@ -120,8 +119,8 @@ Tensor decode_attention_at(const Tensor& q, const Tensor& k_cache, const Tensor&
 bool decode_latent_attention_supported(const Tensor& q_lat, const Tensor& q_pe, const Tensor& latent,
                                        const Tensor& k_pe) {
 #ifdef GTA_WITH_CUDA
-  return q_lat.ndim() == 3 && q_pe.ndim() == 3 && latent.ndim() == 4 && k_pe.ndim() == 4 &&
-         latent.size(2) == 1 && k_pe.size(2) == 1 && q_pe.dtype() == DType::bf16 && kernel_takes(q_lat, {&latent, &k_pe}) &&
+  return q_lat.ndim() == 3 && q_pe.ndim() == 3 && latent.ndim() == 4 && k_pe.ndim() == 4 && latent.size(2) == 1 &&
+         k_pe.size(2) == 1 && q_pe.dtype() == DType::bf16 && kernel_takes(q_lat, {&latent, &k_pe}) &&
          kernels::decode_attention_supported(q_lat.size(1), 1, latent.size(3), k_pe.size(3), latent.size(3));
 #else
   return false;
@@ -132,9 +131,10 @@ namespace {
 
 Tensor latent_kernels(const Tensor& q_lat, const Tensor& q_pe, const Tensor& latent, const Tensor& k_pe, int64_t len,
                       double scale, double eps, const Tensor& position) {
-  GTA_CHECK(decode_latent_attention_supported(q_lat, q_pe, latent, k_pe),
-            "decode_latent_attention: needs the CUDA backend, bf16 and the decode kernels' sizes; got q {} and latent {}",
-            q_lat.str(), latent.str());
+  GTA_CHECK(
+      decode_latent_attention_supported(q_lat, q_pe, latent, k_pe),
+      "decode_latent_attention: needs the CUDA backend, bf16 and the decode kernels' sizes; got q {} and latent {}",
+      q_lat.str(), latent.str());
   const int64_t B = q_lat.size(0), h = q_lat.size(1), dc = latent.size(3), dr = k_pe.size(3);
   GTA_CHECK(len >= 1 && q_lat.size(2) == dc && q_pe.size(0) == B && q_pe.size(1) == h && q_pe.size(2) == dr,
             "decode_latent_attention: q {} and {} do not fit latent {} and k_pe {} (len {})", q_lat.str(), q_pe.str(),
@@ -196,10 +196,10 @@ void write_row_at(const Tensor& cache, const Tensor& fresh, const Tensor& positi
 }
 
 Tensor embedding_at(const Tensor& weight, const Tensor& ids) {
-  GTA_CHECK(weight.ndim() == 2 && weight.device().is_cuda() && ids.device() == weight.device() &&
-                ids.dtype() == DType::i32,
-            "embedding_at: expected a GPU weight [vocab, d] and i32 ids on its device, got {} and {}", weight.str(),
-            ids.str());
+  GTA_CHECK(
+      weight.ndim() == 2 && weight.device().is_cuda() && ids.device() == weight.device() && ids.dtype() == DType::i32,
+      "embedding_at: expected a GPU weight [vocab, d] and i32 ids on its device, got {} and {}", weight.str(),
+      ids.str());
   Shape shape = ids.shape();
   shape.push_back(weight.size(1));
   Tensor out = Tensor::empty(shape, weight.dtype(), weight.device());

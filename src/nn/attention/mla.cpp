@@ -55,7 +55,8 @@ class MultiLatentAttention : public Attention {
                                                  cache->buffers[1]))
         return o_(absorbed_decode(q_nope, q_pe.reshape({B, h_, dr_}), *cache));
       GTA_CHECK(!cache->position.defined(),
-                "MLA decoding at a device position needs the absorbed form's kernels (CUDA, bf16, widths multiples of 8)");
+                "MLA decoding at a device position needs the absorbed form's kernels (CUDA, bf16, widths multiples "
+                "of 8)");
       c = cache->buffers[0].slice(1, 0, cache->len);
       k_pe = cache->buffers[1].slice(1, 0, cache->len);
     } else if (cache) {
