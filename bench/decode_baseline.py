@@ -5,16 +5,17 @@ with the whole decode step captured once as a CUDA graph and replayed.
 
     bench/decode_baseline.py GTA CONFIG.yaml --batch 1,16 --context 2048,8192 [--new-tokens 32]
 
-Prints one JSON line per point: decode tokens/s and ms per step (or "skipped" and why).
+Prints one JSON line per point: decode tokens/s and ms per step of the faster of two ways to run
+SDPA over shared key heads (MODES below; both are in the line), or "skipped" and why.
 
 The step, per layer: RMSNorm, q/k/v projections, RoPE (rotate-half) at the position held in a
 device tensor, the new k/v written into the cache [B, capacity, heads, width] in place
 (index_copy_), attention through F.scaled_dot_product_attention over the cache read in place (a
-transposed view, no copy) with a boolean mask of the positions <= the current one (enable_gqa
-when keys are shared), the output projection; then the SwiGLU MLP; the final norm and the tied
-or untied head. GTA follows docs/attention.md: SDPA over the shared key and the latent value
-cache c, then per map u_i = tile(o_i, e) + o_i Wb_i, the gate sigmoid(x Wg + bg) and Wo. Types
-without an SDPA form here (gva, gha, mla) are reported as skipped.
+transposed view, no copy) with a boolean mask of the positions <= the current one (enable_gqa, or
+the query heads of a key head folded into query rows), the output projection; then the SwiGLU MLP;
+the final norm and the tied or untied head. GTA follows docs/attention.md: SDPA over the shared key
+and the latent value cache c, then per map u_i = tile(o_i, e) + o_i Wb_i, the gate
+sigmoid(x Wg + bg) and Wo. Types without an SDPA form here (gva, gha, mla) are reported as skipped.
 
 The cache holds random values: a step's time does not depend on them (gta fills its cache by a
 real prefill, and reports prefill speed; this script does not). Timing: `warmup` replays, then
@@ -54,10 +55,25 @@ class Rope:
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s, x[..., 2 * self.h:]], dim=-1)
 
 
+# How SDPA sees shared key heads: "enable_gqa" (one query row per head, SDPA's GQA support) and
+# "fold" (a key head's query heads as rows of one query block: no expansion of k and v in any
+# backend). Both are measured; a point reports the faster.
+MODES = ("enable_gqa", "fold")
+
+
+def cfg_heads(cfg):
+    """(n_q, n_k, n_v) of the attention as this script lays it out."""
+    a, h = cfg["attention"], cfg["n_heads"]
+    if a["type"] == "gta":
+        return a["n_q_heads"], a["n_k_heads"], a["n_v_heads"]
+    nk = {"mha": h, "gqa": a.get("n_kv_heads", 0), "mqa": 1}[a["type"]]
+    return h, nk, nk
+
+
 class Decoder:
-    def __init__(self, cfg, B, cap, dev):
+    def __init__(self, cfg, B, cap, dev, mode):
         a = cfg["attention"]
-        self.cfg, self.a, self.B, self.cap = cfg, a, B, cap
+        self.cfg, self.a, self.B, self.cap, self.mode = cfg, a, B, cap, mode
         self.type = a["type"]
         d, h = cfg["d_model"], cfg["n_heads"]
         self.d, self.h, self.hd = d, h, d // h
@@ -67,14 +83,12 @@ class Decoder:
             return torch.randn(*shape, device=dev, dtype=dt) * 0.02
 
         bias = a.get("qkv_bias", False)
+        self.nq, self.nk, self.nv = cfg_heads(cfg)
         if self.type == "gta":
-            self.nq, self.nk, self.nv = a["n_q_heads"], a["n_k_heads"], a["n_v_heads"]
             self.dqk, self.dv = a["d_qk"], a["d_latent"]
             self.e = d // (self.nq * self.dv)
         else:
-            self.nq = h
-            self.nk = {"mha": h, "gqa": a.get("n_kv_heads", 0), "mqa": 1}[self.type]
-            self.nv, self.dqk, self.dv = self.nk, self.hd, self.hd
+            self.dqk, self.dv = self.hd, self.hd
         self.rope = Rope(self.dqk, cfg["rope_theta"], dev)
         self.E = w(cfg["vocab_size"], d)
         self.head = self.E if cfg["tie_embeddings"] else w(cfg["vocab_size"], d)
@@ -106,8 +120,13 @@ class Decoder:
         v = F.linear(x, L["wv"], L["bv"]).view(B, self.nv, self.dv)
         L["kc"].index_copy_(1, self.pos, k.unsqueeze(1))
         L["vc"].index_copy_(1, self.pos, v.unsqueeze(1))
-        o = F.scaled_dot_product_attention(q.unsqueeze(2), L["kc"].transpose(1, 2), L["vc"].transpose(1, 2),
-                                           attn_mask=mask, enable_gqa=self.nk < self.nq)  # [B, nq, 1, dv]
+        kc, vc = L["kc"].transpose(1, 2), L["vc"].transpose(1, 2)  # [B, heads, cap, width], in place
+        if self.mode == "fold":  # a key head's G query heads as G query rows: no GQA expansion
+            o = F.scaled_dot_product_attention(q.view(B, self.nk, self.nq // self.nk, self.dqk), kc, vc,
+                                               attn_mask=mask)  # [B, nk, G, dv]
+        else:
+            o = F.scaled_dot_product_attention(q.unsqueeze(2), kc, vc, attn_mask=mask,
+                                               enable_gqa=self.nk < self.nq)  # [B, nq, 1, dv]
         if self.type != "gta":
             return F.linear(o.reshape(B, self.nq * self.dv), L["wo"])
         o = o.view(B, self.nq, self.dv)
@@ -129,9 +148,9 @@ class Decoder:
         return logits
 
 
-def bench_point(cfg, B, C, new_tokens, warmup, dev):
+def bench_point(cfg, B, C, new_tokens, warmup, dev, mode):
     cap = C + warmup + new_tokens + 4
-    m = Decoder(cfg, B, cap, dev)
+    m = Decoder(cfg, B, cap, dev, mode)
     m.tokens.random_(0, cfg["vocab_size"])
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
@@ -157,11 +176,9 @@ def bench_point(cfg, B, C, new_tokens, warmup, dev):
 
 
 def cache_bytes(cfg, B, cap):
-    a, d, h = cfg["attention"], cfg["d_model"], cfg["n_heads"]
-    if a["type"] == "gta":
-        per = a["n_k_heads"] * a["d_qk"] + a["n_v_heads"] * a["d_latent"]
-    else:
-        per = 2 * {"mha": h, "gqa": a.get("n_kv_heads", 0), "mqa": 1}[a["type"]] * (d // h)
+    a, hd = cfg["attention"], cfg["d_model"] // cfg["n_heads"]
+    _, nk, nv = cfg_heads(cfg)
+    per = nk * a["d_qk"] + nv * a["d_latent"] if a["type"] == "gta" else (nk + nv) * hd
     return 2 * per * cfg["n_layers"] * B * cap
 
 
@@ -190,11 +207,19 @@ def main():
             elif o.max_cache_gb > 0 and need > o.max_cache_gb * 1e9:
                 row["skipped"] = "a cache of %.1f GB > --max-cache-gb %g" % (need / 1e9, o.max_cache_gb)
             else:
-                try:
-                    row.update(bench_point(cfg, B, C, o.new_tokens, o.warmup, dev))
-                except torch.OutOfMemoryError as e:
-                    row["skipped"] = "out of memory: %s" % str(e).split("\n")[0]
-                torch.cuda.empty_cache()
+                for mode in MODES:
+                    if mode == "fold" and cfg_heads(cfg)[1] != cfg_heads(cfg)[2]:
+                        continue  # folding needs one value head per key head
+                    try:
+                        row[mode] = dict(bench_point(cfg, B, C, o.new_tokens, o.warmup, dev, mode), sdpa=mode)
+                    except (torch.OutOfMemoryError, RuntimeError) as e:
+                        row[mode] = {"error": str(e).split("\n")[0]}
+                    torch.cuda.empty_cache()
+                best = [row[m] for m in MODES if "decode_tokens_per_s" in row.get(m, {})]
+                if best:
+                    row.update(max(best, key=lambda r: r["decode_tokens_per_s"]))
+                else:
+                    row["skipped"] = "; ".join("%s: %s" % (m, row[m]["error"]) for m in MODES if m in row)
             print(json.dumps(row), flush=True)
 
 

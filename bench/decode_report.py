@@ -44,11 +44,11 @@ def main():
     lines = ["# Decode speed: gta vs PyTorch (%s)" % card, "",
              "Card: %s. Commit: %s. Date: %s. `bench/decode_grid.sh` (gta bench decode, bf16, random weights, "
              "cache filled by a real prefill; PyTorch: bench/decode_baseline.py, SDPA over the same cache layout, "
-             "CUDA-graph replay). Tokens/s = batch x steps / time; roofline = (weight bytes + cache bytes read per "
+             "CUDA-graph replay, the faster of enable_gqa and the query heads folded per key head). Tokens/s = batch x steps / time; roofline = (weight bytes + cache bytes read per "
              "step) / the copy bandwidth measured in the same process." % (
                  card, read_text(os.path.join(o.dir, "commit.txt")), read_text(os.path.join(o.dir, "date.txt"))),
              "",
-             "| model | batch | context | gta tokens/s | gta ms/step | of roofline | prefill tokens/s | PyTorch tokens/s | gta / PyTorch |",
+             "| model | batch | context | gta tokens/s | gta ms/step | of roofline | prefill tokens/s | PyTorch tokens/s (SDPA form) | gta / PyTorch |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in gta:
         key = (r["config"], r["batch"], r["context"])
@@ -60,7 +60,8 @@ def main():
         tt = t.get("decode_tokens_per_s")
         lines.append("| %s | %d | %d | %.0f | %.3f | %.0f%% | %.0f | %s | %s |" % (
             name_of(r["config"]), r["batch"], r["context"], r["decode_tokens_per_s"], r["ms_per_step"],
-            r["roofline_pct"], r["prefill_tokens_per_s"], "%.0f" % tt if tt else t.get("skipped", "-"),
+            r["roofline_pct"], r["prefill_tokens_per_s"],
+            "%.0f (%s)" % (tt, t.get("sdpa", "?")) if tt else t.get("skipped", "-"),
             "%.2fx" % (r["decode_tokens_per_s"] / tt) if tt else "-"))
     # GTA-1B against GQA-1B: the paper's inference claim, measured.
     by = {(name_of(r["config"]), r["batch"], r["context"]): r for r in gta if "skipped" not in r}
