@@ -18,12 +18,14 @@ namespace {
 
 
 // cs[t * h + i] = (cos a, sin a * dir)
-__global__ void table_kernel(float2* cs, int64_t T, int h, int rot_dim, double theta, int64_t pos0, double dir) {
+__global__ void table_kernel(float2* cs, int64_t T, int h, int rot_dim, double theta, int64_t pos0, double dir,
+                             const int32_t* position) {
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= T * h) return;
   const int64_t t = k / h;
   const int i = static_cast<int>(k % h);
-  const double a = static_cast<double>(pos0 + t) * pow(theta, -2.0 * i / rot_dim);
+  const int64_t p = pos0 + t + (position ? position[0] : 0);
+  const double a = static_cast<double>(p) * pow(theta, -2.0 * i / rot_dim);
   double s, c;
   sincos(a, &s, &c);
   cs[k] = make_float2(static_cast<float>(c), static_cast<float>(dir * s));
@@ -55,7 +57,7 @@ __global__ void rope_kernel(T* y, const T* x, const float2* cs, int64_t rows, in
 
 template <typename T>
 void rope_t(void* y, const void* x, int64_t B, int64_t T_, int64_t H, int64_t D, int rot_dim, double theta,
-            int64_t pos0, bool inverse) {
+            int64_t pos0, bool inverse, const int32_t* position) {
   const int h = rot_dim / 2;
   const int64_t rows = B * T_ * H;
   if (rows == 0) return;
@@ -65,7 +67,7 @@ void rope_t(void* y, const void* x, int64_t B, int64_t T_, int64_t H, int64_t D,
   cs = static_cast<float2*>(cuda::device_alloc(sizeof(float2) * T_ * h, dev));
   const int64_t nt = T_ * h;
   table_kernel<<<static_cast<unsigned>((nt + 255) / 256), 256, 0, s>>>(cs, T_, h, rot_dim, theta, pos0,
-                                                                     inverse ? -1.0 : 1.0);
+                                                                     inverse ? -1.0 : 1.0, position);
   GTA_CUDA_CHECK_LAUNCH();
   const int64_t n = rows * (h + (D - rot_dim));
   rope_kernel<T><<<cuda::grid_for(n, 256), 256, 0, s>>>(static_cast<T*>(y), static_cast<const T*>(x), cs, rows, T_, H,
@@ -77,10 +79,10 @@ void rope_t(void* y, const void* x, int64_t B, int64_t T_, int64_t H, int64_t D,
 }  // namespace
 
 void rope(DType dtype, void* y, const void* x, int64_t B, int64_t T, int64_t H, int64_t D, int rot_dim, double theta,
-          int64_t pos0, bool inverse) {
+          int64_t pos0, bool inverse, const int32_t* position) {
   switch (dtype) {
-    case DType::f32: return rope_t<float>(y, x, B, T, H, D, rot_dim, theta, pos0, inverse);
-    case DType::bf16: return rope_t<__nv_bfloat16>(y, x, B, T, H, D, rot_dim, theta, pos0, inverse);
+    case DType::f32: return rope_t<float>(y, x, B, T, H, D, rot_dim, theta, pos0, inverse, position);
+    case DType::bf16: return rope_t<__nv_bfloat16>(y, x, B, T, H, D, rot_dim, theta, pos0, inverse, position);
     default: fail("rope (CUDA): dtype {} is not supported (f32, bf16)", dtype_name(dtype));
   }
 }

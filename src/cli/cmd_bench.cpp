@@ -255,6 +255,7 @@ void run_bench_train(const BenchTrainOptions& o) {
 
 void register_bench_attention(CLI::App* bench);  // cmd_bench_attention.cpp
 void register_bench_allreduce(CLI::App* bench);  // cmd_bench_allreduce.cpp
+void register_bench_decode(CLI::App* bench);     // cmd_bench_decode.cpp
 
 void register_bench(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
@@ -284,6 +285,7 @@ void register_bench(CLI::App& app) {
   tr->callback([o] { run_bench_train(*o); });
   register_bench_attention(bench);
   register_bench_allreduce(bench);
+  register_bench_decode(bench);
 }
 
 }  // namespace gta::cli

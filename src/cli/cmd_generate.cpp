@@ -49,8 +49,11 @@ void run_generate(const GenerateCliOptions& o) {
             "tokenizer {} has {} tokens but the model's vocabulary ({}) is {}: not the tokenizer this model was "
             "trained with",
             tok_path, tok.vocab_size(), weights, V);
-  std::unique_ptr<nn::Model> model = train::load_model(weights, DType::f32, std::nullopt, !o.no_verify);
-  model->params().move_to(resolve_device(o.device, 0, "--device"));
+  // On a GPU the weights are bf16, so that decoding takes the decode kernels and the CUDA graph.
+  const Device dev = resolve_device(o.device, 0, "--device");
+  std::unique_ptr<nn::Model> model =
+      train::load_model(weights, dev.is_cuda() ? DType::bf16 : DType::f32, std::nullopt, !o.no_verify);
+  model->params().move_to(dev);
 
   // Training documents follow an EOS, so the prompt does too (when the tokenizer has one).
   std::vector<int32_t> prompt;

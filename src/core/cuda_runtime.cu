@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/cuda_context.h"
+#include "core/cuda_graph.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 
@@ -152,6 +153,12 @@ struct Allocator {
   std::unordered_map<void*, size_t> live;                       // pointer -> bucket size
   size_t cached_bytes = 0;
   MemoryStats stats;
+  // CUDA-graph pools (cuda_graph.h): blocks allocated while a capture is open belong to its
+  // graph's pool; freed, they are parked there (still counted as allocated) until the pool is
+  // released, then cached as usual.
+  int open_pool = -1, next_pool = 0;
+  std::unordered_map<void*, int> pool_of;                                     // live pool blocks
+  std::unordered_map<int, std::vector<std::pair<void*, size_t>>> parked;     // pool -> freed blocks
 
   void note_peaks() {
     stats.peak_allocated_bytes = std::max(stats.peak_allocated_bytes, stats.allocated_bytes);
@@ -225,6 +232,7 @@ void* device_alloc(size_t nbytes, int device) {
     A.stats.reserved_bytes += size;
   }
   A.live.emplace(p, size);
+  if (A.open_pool >= 0) A.pool_of.emplace(p, A.open_pool);
   A.stats.allocated_bytes += size;
   A.note_peaks();
   return p;
@@ -242,9 +250,88 @@ void device_free(void* p, int device) {
   }
   const size_t size = it->second;
   A.live.erase(it);
+  if (auto pool = A.pool_of.find(p); pool != A.pool_of.end()) {  // a graph's block: parked until its release
+    A.parked[pool->second].emplace_back(p, size);
+    A.pool_of.erase(pool);
+    return;
+  }
   A.stats.allocated_bytes -= size;
   A.free_blocks[size].push_back(p);
   A.cached_bytes += size;
+}
+
+// ---- CUDA graphs (cuda_graph.h) ---------------------------------------------------------------
+
+StreamGraph::StreamGraph(int device) : device_(device) {}
+
+StreamGraph::~StreamGraph() {
+  DeviceGuard guard(device_);
+  if (capturing_) abort_capture();
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+  if (pool_ < 0) return;
+  cudaStreamSynchronize(stream(device_));  // a replay may still be writing the parked blocks
+  Allocator& A = allocator(device_);
+  std::lock_guard<std::mutex> lock(A.mu);
+  for (auto& [p, size] : A.parked[pool_]) {
+    A.stats.allocated_bytes -= size;
+    A.free_blocks[size].push_back(p);
+    A.cached_bytes += size;
+  }
+  A.parked.erase(pool_);
+  for (auto it = A.pool_of.begin(); it != A.pool_of.end();)  // live blocks now belong to their tensors alone
+    it = it->second == pool_ ? A.pool_of.erase(it) : std::next(it);
+}
+
+void StreamGraph::begin_capture() {
+  GTA_CHECK(!capturing_ && !exec_ && pool_ < 0, "StreamGraph: one capture per graph");
+  DeviceGuard guard(device_);
+  Allocator& A = allocator(device_);
+  {
+    std::lock_guard<std::mutex> lock(A.mu);
+    GTA_CHECK(A.open_pool < 0, "StreamGraph: another capture is open on cuda:{}", device_);
+    pool_ = A.open_pool = A.next_pool++;
+  }
+  GTA_CUDA_CHECK(cudaStreamBeginCapture(stream(device_), cudaStreamCaptureModeRelaxed));
+  capturing_ = true;
+}
+
+void StreamGraph::end_capture() {
+  GTA_CHECK(capturing_, "StreamGraph: end_capture without begin_capture");
+  DeviceGuard guard(device_);
+  capturing_ = false;
+  {
+    Allocator& A = allocator(device_);
+    std::lock_guard<std::mutex> lock(A.mu);
+    A.open_pool = -1;
+  }
+  cudaGraph_t g = nullptr;
+  GTA_CUDA_CHECK(cudaStreamEndCapture(stream(device_), &g));
+  graph_ = g;
+  cudaGraphExec_t e = nullptr;
+  GTA_CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
+  exec_ = e;
+}
+
+void StreamGraph::abort_capture() {
+  if (!capturing_) return;
+  DeviceGuard guard(device_);
+  capturing_ = false;
+  {
+    Allocator& A = allocator(device_);
+    std::lock_guard<std::mutex> lock(A.mu);
+    A.open_pool = -1;
+  }
+  cudaGraph_t g = nullptr;
+  cudaStreamEndCapture(stream(device_), &g);  // fails when the capture was invalidated; either way it is over
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+}
+
+void StreamGraph::replay() {
+  GTA_CHECK(exec_, "StreamGraph: replay before a capture");
+  DeviceGuard guard(device_);
+  GTA_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream(device_)));
 }
 
 void empty_cache() {

@@ -1,6 +1,7 @@
 // CPU-only builds: the CUDA services report that the backend is absent. Queries that make sense
 // without a GPU (device count, cache statistics, options) answer; everything else throws.
 #ifndef GTA_WITH_CUDA
+#include "core/cuda_graph.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 
@@ -27,6 +28,12 @@ StreamTimer::~StreamTimer() {}
 void StreamTimer::start() { no_cuda(); }
 void StreamTimer::stop() { no_cuda(); }
 float StreamTimer::elapsed_ms() const { no_cuda(); }
+StreamGraph::StreamGraph(int) : device_(0) { no_cuda(); }
+StreamGraph::~StreamGraph() {}
+void StreamGraph::begin_capture() { no_cuda(); }
+void StreamGraph::end_capture() { no_cuda(); }
+void StreamGraph::abort_capture() {}
+void StreamGraph::replay() { no_cuda(); }
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 

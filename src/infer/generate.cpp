@@ -7,6 +7,7 @@
 
 #include "autograd/node.h"
 #include "core/error.h"
+#include "infer/decode_step.h"
 
 namespace gta::infer {
 
@@ -106,6 +107,7 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
   st.prefill_tokens = B * P;
 
   t0 = Clock::now();
+  DecodeStep decode(model, cache);
   std::vector<bool> done(static_cast<size_t>(B), false);
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     std::vector<int32_t> next = sample_rows(logits, opt.sampling, rngs);
@@ -118,7 +120,7 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
       all_done = all_done && done[b];
     }
     if (all_done) break;
-    logits = last_position(model.forward(Tensor::from_vector(next, {B, 1}).to(dev), &cache));
+    logits = decode.run(Tensor::from_vector(next, {B, 1}).to(dev));
     st.decode_tokens += B;
   }
   st.decode_seconds = seconds_since(t0);

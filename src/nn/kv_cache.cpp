@@ -4,21 +4,35 @@
 
 #include "core/error.h"
 #include "core/strided.h"
+#include "ops/decode_position.h"
 
 namespace gta::nn {
 
-Tensor LayerCache::append(size_t i, const Tensor& fresh) {
+void LayerCache::grow(size_t i, int64_t cap) {
   Tensor& buf = buffers.at(i);
+  cap = std::min(cap, max_len);
+  if (cap <= buf.size(1)) return;
+  Tensor grown = Tensor::zeros({buf.size(0), cap, buf.size(2), buf.size(3)}, buf.dtype(), buf.device());
+  if (len > 0) copy_strided(grown.slice(1, 0, len), buf.slice(1, 0, len));
+  buf = std::move(grown);
+}
+
+void LayerCache::write(size_t i, const Tensor& fresh) {
   const int64_t t = fresh.size(1);
   GTA_CHECK(len + t <= max_len, "KV cache full: {} cached + {} new > capacity {}", len, t, max_len);
-  if (len + t > buf.size(1)) {
-    const int64_t cap = std::min(max_len, std::max(len + t, 2 * buf.size(1)));
-    Tensor grown = Tensor::zeros({buf.size(0), cap, buf.size(2), buf.size(3)}, buf.dtype(), buf.device());
-    if (len > 0) copy_strided(grown.slice(1, 0, len), buf.slice(1, 0, len));
-    buf = std::move(grown);
+  if (len + t > buffers.at(i).size(1)) grow(i, std::max(len + t, 2 * buffers[i].size(1)));
+  if (position.defined()) {  // a captured decode step: the row is the device's position
+    GTA_CHECK(t == 1, "KV cache: a write at a device position takes one token, got {}", t);
+    ops::write_row_at(buffers[i], fresh.detach(), position);
+    return;
   }
-  copy_strided(buf.slice(1, len, len + t), fresh.detach());
-  return buf.slice(1, 0, len + t).contiguous();
+  copy_strided(buffers[i].slice(1, len, len + t), fresh.detach());
+}
+
+Tensor LayerCache::append(size_t i, const Tensor& fresh) {
+  GTA_CHECK(!position.defined(), "KV cache: the cached prefix is not readable during a captured decode step");
+  write(i, fresh);
+  return buffers[i].slice(1, 0, len + fresh.size(1)).contiguous();
 }
 
 KVCache::KVCache(const std::vector<std::vector<CacheEntry>>& per_layer, int64_t batch, int64_t max_len, DType dtype,
@@ -40,8 +54,20 @@ int64_t KVCache::bytes() const {
   return n;
 }
 
-void KVCache::reset() {
-  for (auto& l : layers_) l.len = 0;
+void KVCache::reset() { set_len(0); }
+
+void KVCache::set_len(int64_t len) {
+  GTA_CHECK(len >= 0 && len <= max_len_, "KV cache: length {} outside [0, {}]", len, max_len_);
+  for (auto& l : layers_) l.len = len;
+}
+
+void KVCache::reserve() {
+  for (auto& l : layers_)
+    for (size_t i = 0; i < l.buffers.size(); ++i) l.grow(i, max_len_);
+}
+
+void KVCache::set_position(const Tensor& position) {
+  for (auto& l : layers_) l.position = position;
 }
 
 }  // namespace gta::nn

@@ -21,11 +21,19 @@ struct LayerCache {
   std::vector<Tensor> buffers;  // one per CacheEntry, [B, capacity, heads, width]
   int64_t len = 0;              // tokens already cached
   int64_t max_len = 0;          // the most tokens the buffers may grow to
+  // While infer::DecodeStep captures a step as a CUDA graph: a device int32 [1] holding len, which
+  // the step's one-token writes, RoPE and decode attention read when they run (so that the graph
+  // replays at every position); undefined otherwise.
+  Tensor position;
 
-  // Writes `fresh` [B, T, heads, width] at positions len..len+T-1 of buffer i and returns the
-  // cached prefix [B, len+T, heads, width] (call commit(T) once every buffer is appended).
+  // Writes `fresh` [B, T, heads, width] at positions len..len+T-1 of buffer i, growing it when
+  // full (call commit(T) once every buffer is written). Decoding reads the buffers in place.
+  void write(size_t i, const Tensor& fresh);
+  // write(), then returns a contiguous copy of the cached prefix [B, len+T, heads, width].
   Tensor append(size_t i, const Tensor& fresh);
   void commit(int64_t t) { len += t; }
+  // Grows buffer i to hold `cap` tokens (at most max_len), keeping what is cached.
+  void grow(size_t i, int64_t cap);
 };
 
 class KVCache {
@@ -38,6 +46,9 @@ class KVCache {
   int64_t max_len() const { return max_len_; }
   int64_t bytes() const;  // bytes of all buffers as allocated now
   void reset();
+  void set_len(int64_t len);               // every layer's count of cached tokens
+  void reserve();                          // grows every buffer to max_len now
+  void set_position(const Tensor& position);  // every layer's LayerCache::position
 
  private:
   std::vector<LayerCache> layers_;

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "ops/decode_position.h"
 #include "ops/ops.h"
 
 namespace gta::nn {
@@ -33,7 +34,10 @@ Tensor Model::forward(const Tensor& tokens, KVCache* cache, const LayerMapProbe*
   // x is the residual stream, `normed` the norm of it the next branch reads. Every residual add is
   // fused with the norm that follows it (RMSNorm::add_norm): after attention the block's mlp_norm,
   // after the MLP the next block's attn_norm, or the final norm after the last block.
-  Tensor x = ops::embedding(embed_, tokens);
+  // A decode step at a device position (infer::DecodeStep's CUDA graph) reads its ids on the
+  // device only: embedding()'s range check reads them on the host, which a graph cannot replay.
+  const bool device_position = cache && !blocks_.empty() && cache->layer(0).position.defined();
+  Tensor x = device_position ? ops::embedding_at(embed_, tokens) : ops::embedding(embed_, tokens);
   Tensor normed = blocks_.empty() ? final_norm_(x) : blocks_[0].attn_norm(x);
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];

@@ -56,6 +56,22 @@ Tensor softmax(const Tensor& x);  // over the last dim
 // out [B, T, n_q, d_v] = softmax(q k^T * scale + causal mask) v. Query t sits at position
 // S - T + t, so T < S is decoding with a cache of S - T earlier tokens.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+// Decoding: attention of one new token per sequence over the first `len` tokens of a KV cache
+// read in place. q [B, n_q, d_qk], k_cache [B, cap, n_k, d_qk], v_cache [B, cap, n_v, d_v],
+// len <= cap; out [B, n_q, d_v] equals attention(q as [B, 1, n_q, d_qk], k_cache[:, :len],
+// v_cache[:, :len], scale). Inference only (no autograd). bf16 on a GPU runs the decode kernels
+// (kernels/decode_attention.h) on the caches where they lie; otherwise it is attention() on the
+// cached prefix.
+Tensor decode_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t len, double scale);
+// MLA's absorbed form on a GPU (bf16): q_lat [B, h, d_c], q_pe [B, h, d_r], latent [B, cap, 1, d_c],
+// k_pe [B, cap, 1, d_r]; with r_u = rsqrt(mean(c_u^2) + eps) (the RMSNorm of the cached latent
+// without its weight) and u < len:
+//   s_u = scale (r_u q_lat . c_u + q_pe . k_pe_u),   out = sum_u softmax(s)_u r_u c_u   [B, h, d_c]
+// decode_latent_attention_supported says whether it runs (the CUDA backend, bf16, kernel sizes).
+bool decode_latent_attention_supported(const Tensor& q_lat, const Tensor& q_pe, const Tensor& latent,
+                                       const Tensor& k_pe);
+Tensor decode_latent_attention(const Tensor& q_lat, const Tensor& q_pe, const Tensor& latent, const Tensor& k_pe,
+                               int64_t len, double scale, double eps);
 // Mean cross-entropy of logits [N, V] against integer targets [N] (log-softmax fused); a
 // scalar. Targets equal to ignore_index are skipped (and not counted in the mean).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -1);

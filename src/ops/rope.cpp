@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "ops/decode_position.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA
@@ -61,12 +62,14 @@ Tensor rotate(const Tensor& x, int rot_dim, const std::vector<double>& tab, doub
 
 #ifdef GTA_WITH_CUDA
 // GPU path (f32, bf16): the same rotation, cos/sin computed in double on the device.
-Tensor rotate_cuda(const Tensor& x, int rot_dim, double theta, int64_t pos0, bool inverse) {
+// position: a device i32 [1] added to pos0 when the kernels run (decode_position.h), or undefined.
+Tensor rotate_cuda(const Tensor& x, int rot_dim, double theta, int64_t pos0, bool inverse,
+                   const Tensor& position = Tensor()) {
   cuda::DeviceGuard guard(x.device().index);
   Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   kernels::rope(x.dtype(), y.raw_data(), xc.raw_data(), x.size(0), x.size(1), x.size(2), x.size(3), rot_dim, theta,
-                pos0, inverse);
+                pos0, inverse, position.defined() ? position.data<int32_t>() : nullptr);
   return y;
 }
 #endif
@@ -93,6 +96,20 @@ Tensor rope(const Tensor& x, int rot_dim, double theta, int64_t pos0) {
     return {rotate(g, rot_dim, *tab, -1.0)};
   });
   return y;
+}
+
+Tensor rope_at(const Tensor& x, int rot_dim, double theta, const Tensor& position) {
+  GTA_CHECK(x.ndim() == 4 && rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= x.size(3),
+            "rope_at: expected [B, T, heads, width] and an even rotary dim <= width, got {} and {}", x.str(), rot_dim);
+  GTA_CHECK(x.device().is_cuda() && position.defined() && position.dtype() == DType::i32 && position.numel() == 1 &&
+                position.device() == x.device(),
+            "rope_at: needs x on a GPU and an i32 [1] position on its device, got {} and {}", x.str(),
+            position.defined() ? position.str() : std::string("none"));
+#ifdef GTA_WITH_CUDA
+  return rotate_cuda(x.detach(), rot_dim, theta, 0, false, position);
+#else
+  return Tensor();
+#endif
 }
 
 }  // namespace gta::ops

@@ -1,6 +1,7 @@
 #include "config/attention_types.h"
 #include "core/error.h"
 #include "nn/attention/attention.h"
+#include "ops/decode_position.h"
 #include "ops/ops.h"
 
 namespace gta::nn {
@@ -33,6 +34,7 @@ std::unique_ptr<Attention> make_attention(const config::ModelConfig& cfg, Params
 }
 
 Tensor apply_rope(const Tensor& x, int rot_dim, double theta, const LayerCache* cache) {
+  if (cache && cache->position.defined()) return ops::rope_at(x, rot_dim, theta, cache->position);
   return ops::rope(x, rot_dim, theta, cache ? cache->len : 0);
 }
 

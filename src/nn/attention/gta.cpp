@@ -10,6 +10,7 @@
 
 #include "nn/attention/attention.h"
 #include "nn/layers.h"
+#include "ops/decode_position.h"
 #include "ops/ops.h"
 
 namespace gta::nn {
@@ -41,14 +42,27 @@ class GroupedLatentAttention : public Attention {
     Tensor q = apply_rope(q_(x).reshape({B, T, nq_, dqk_}), static_cast<int>(dqk_), theta_, cache);
     Tensor k = apply_rope(k_(x).reshape({B, T, nk_, dqk_}), static_cast<int>(dqk_), theta_, cache);
     Tensor c = v_(x).reshape({B, T, nv_, dl_});
-    if (cache) {
-      k = cache->append(0, k);
-      c = cache->append(1, c);
-      cache->commit(T);
-    }
     const double scale = 1.0 / std::sqrt(static_cast<double>(dqk_));
-    if (probe) (*probe)(q, k, scale);
-    Tensor o = ops::attention(q, k, c, scale);  // [B, T, n_q, d_l]
+    Tensor o;  // [B, T, n_q, d_l]
+    if (cache && T == 1 && !probe) {
+      // Decoding one token: attention reads k and the latent where the cache holds them.
+      cache->write(0, k);
+      cache->write(1, c);
+      cache->commit(1);
+      const Tensor qr = q.reshape({B, nq_, dqk_});
+      o = cache->position.defined()
+              ? ops::decode_attention_at(qr, cache->buffers[0], cache->buffers[1], scale, cache->position)
+              : ops::decode_attention(qr, cache->buffers[0], cache->buffers[1], cache->len, scale);
+      o = o.reshape({B, 1, nq_, dl_});
+    } else {
+      if (cache) {
+        k = cache->append(0, k);
+        c = cache->append(1, c);
+        cache->commit(T);
+      }
+      if (probe) (*probe)(q, k, scale);
+      o = ops::attention(q, k, c, scale);
+    }
     // Per-group decoder: [n_q, N, d_l] @ [n_q, d_l, e d_l] -> [N, n_q, e, d_l], plus o tiled e times.
     Tensor ob = o.reshape({N, nq_, dl_}).permute({1, 0, 2});
     Tensor dec = ops::matmul(ob, wb_.reshape({nq_, dl_, e_ * dl_})).permute({1, 0, 2}).reshape({N, nq_, e_, dl_});

@@ -4,12 +4,15 @@
 //   [k_nope, v]    = RMSNorm_kv(c) Wkvb        per head d_nope + d_v
 //   q = [q_nope, RoPE(q_pe)],  k = [k_nope, RoPE(k_pe)]
 //   o_j = softmax(q_j k_j^T / sqrt(d_nope + d_rope)) v_j ;  y = concat_j(o_j) Wo
-// The cache holds c and RoPE(k_pe) (d_c + d_rope per token); decoding re-expands keys and
-// values from the cached latent (the training form; the absorbed form is an optimisation).
+// The cache holds c and RoPE(k_pe) (d_c + d_rope per token). Decoding on a GPU in bf16 runs the
+// absorbed form (absorbed_decode below); elsewhere it re-expands keys and values from the cached
+// latent (the training form).
 #include <cmath>
 
 #include "nn/attention/attention.h"
+#include "core/error.h"
 #include "nn/layers.h"
+#include "ops/decode_position.h"
 #include "ops/ops.h"
 
 namespace gta::nn {
@@ -43,7 +46,20 @@ class MultiLatentAttention : public Attention {
     Tensor c = ckv.slice(2, 0, dc_).reshape({B, T, 1, dc_});
     Tensor k_pe = apply_rope(ckv.slice(2, dc_, dc_ + dr_).reshape({B, T, 1, dr_}), static_cast<int>(dr_), theta_,
                              cache);
-    if (cache) {
+    if (cache && T == 1 && !probe) {
+      cache->write(0, c);
+      cache->write(1, k_pe);
+      cache->commit(1);
+      Tensor q_nope = q.slice(3, 0, dn_).reshape({B, h_, dn_});
+      if (ops::decode_latent_attention_supported(q_nope, q_pe.reshape({B, h_, dr_}), cache->buffers[0],
+                                                 cache->buffers[1]))
+        return o_(absorbed_decode(q_nope, q_pe.reshape({B, h_, dr_}), *cache));
+      GTA_CHECK(!cache->position.defined(),
+                "MLA decoding at a device position needs the absorbed form's kernels (CUDA, bf16, widths multiples "
+                "of 8)");
+      c = cache->buffers[0].slice(1, 0, cache->len);
+      k_pe = cache->buffers[1].slice(1, 0, cache->len);
+    } else if (cache) {
       c = cache->append(0, c);
       k_pe = cache->append(1, k_pe);
       cache->commit(T);
@@ -59,6 +75,30 @@ class MultiLatentAttention : public Attention {
   }
 
  private:
+  // Decoding in the absorbed form (one token per sequence; q_nope [B, h, d_nope], q_pe [B, h, d_rope]
+  // after RoPE; the cache already holds the new token). With n = RMSNorm_kv's weight, r_u its
+  // scale of the latent c_u and W_uk_j, W_uv_j head j's rows of Wkvb ([d_nope, d_c], [d_v, d_c]):
+  //   q_j . k_nope_j,u = q_j^T W_uk_j (n * r_u c_u) = r_u (n * W_uk_j^T q_j) . c_u
+  //   o_j = sum_u p_u W_uv_j (n * r_u c_u) = W_uv_j (n * sum_u p_u r_u c_u)
+  // so attention runs over the cached latent and RoPE key themselves (ops::decode_latent_attention)
+  // with the query q_lat_j = n * W_uk_j^T q_j, and W_uv_j applies once to each head's output:
+  // nothing is decompressed per cached token. Returns the heads' outputs [B, 1, h d_v].
+  Tensor absorbed_decode(const Tensor& q_nope, const Tensor& q_pe, const LayerCache& cache) const {
+    const int64_t B = q_nope.size(0);
+    const Tensor w = kvb_.weight.reshape({h_, dn_ + dv_, dc_});
+    const Tensor w_uk = w.slice(1, 0, dn_), w_uv_t = w.slice(1, dn_, dn_ + dv_).transpose(1, 2);
+    Tensor q_lat = ops::matmul(q_nope.permute({1, 0, 2}), w_uk).permute({1, 0, 2});  // [B, h, d_c]
+    q_lat = ops::mul(q_lat, kv_norm_.weight).contiguous();
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dn_ + dr_));
+    Tensor o = cache.position.defined()
+                   ? ops::decode_latent_attention_at(q_lat, q_pe, cache.buffers[0], cache.buffers[1], scale,
+                                                     kv_norm_.eps, cache.position)
+                   : ops::decode_latent_attention(q_lat, q_pe, cache.buffers[0], cache.buffers[1], cache.len, scale,
+                                                  kv_norm_.eps);
+    o = ops::matmul(ops::mul(o, kv_norm_.weight).permute({1, 0, 2}), w_uv_t);  // [h, B, d_v]
+    return o.permute({1, 0, 2}).reshape({B, 1, h_ * dv_});
+  }
+
   int64_t h_, dc_, dr_, dn_, dv_;
   double theta_;
   Linear q_, kva_, kvb_, o_;

@@ -10,6 +10,7 @@
 
 #include "nn/attention/attention.h"
 #include "nn/layers.h"
+#include "ops/decode_position.h"
 #include "ops/ops.h"
 
 namespace gta::nn {
@@ -39,6 +40,7 @@ class SharedMapAttention : public Attention {
     Tensor q = apply_rope(q_(x).reshape({B, T, nq_, hd_}), static_cast<int>(hd_), theta_, cache);
     Tensor k = apply_rope(k_(x).reshape({B, T, nk_, hd_}), static_cast<int>(hd_), theta_, cache);
     Tensor v = v_(x).reshape({B, T, nv_, hd_});
+    if (cache && T == 1 && !probe && (nq_ % nv_ == 0 || nv_ % nq_ == 0)) return o_(decode(q, k, v, *cache));
     if (cache) {
       k = cache->append(0, k);
       v = cache->append(1, v);
@@ -60,6 +62,26 @@ class SharedMapAttention : public Attention {
   }
 
  private:
+  // One new token per sequence (q [B, 1, n_q, hd]) against the cache read in place; returns the
+  // concatenated output heads [B, 1, h hd]. When n_v divides n_q a map reads one value head and
+  // its output repeats for the g = h/n_q heads of its group. When n_q divides n_v (GVA, GHA with
+  // more value heads than maps) map i reads the m = n_v/n_q consecutive value heads i m .. i m + m-1,
+  // one value of width m hd in the cache's own memory, each head repeated for the r = h/n_v output
+  // heads that read it.
+  Tensor decode(const Tensor& q, const Tensor& k, const Tensor& v, LayerCache& cache) const {
+    const int64_t B = q.size(0), g = h_ / nq_;
+    cache.write(0, k);
+    cache.write(1, v);
+    cache.commit(1);
+    const Tensor& vc = cache.buffers[1];
+    const int64_t m = nq_ % nv_ == 0 ? 1 : nv_ / nq_;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
+    const Tensor qr = q.reshape({B, nq_, hd_}), values = vc.reshape({B, vc.size(1), nv_ / m, m * hd_});
+    Tensor o = cache.position.defined() ? ops::decode_attention_at(qr, cache.buffers[0], values, scale, cache.position)
+                                        : ops::decode_attention(qr, cache.buffers[0], values, cache.len, scale);
+    return o.reshape({B, 1, nq_, m, 1, hd_}).expand({B, 1, nq_, m, g / m, hd_}).reshape({B, 1, h_ * hd_});
+  }
+
   int64_t h_, hd_, nq_, nk_, nv_;
   double theta_;
   Linear q_, k_, v_, o_;
