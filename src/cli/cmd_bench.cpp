@@ -10,7 +10,7 @@
 // forward, backward, the exposed gradient sync and clip+optimizer (CUDA events between them), which
 // shows where a data-parallel step loses time against one GPU. --no-grad-sync skips the all-reduce
 // to give the compute-only baseline under the same launcher. --zero1 shards the optimizer as
-// dist.zero1 does in training (dist/zero1.h): the gradients are reduce-scattered after backward
+// dist.zero1 does in training (distributed/zero1.h): the gradients are reduce-scattered after backward
 // (the grad_sync_exposed phase), each rank clips and updates only the parameters it owns, then
 // they are all-gathered (inside the clip_optimizer phase).
 #include <algorithm>
@@ -26,9 +26,9 @@
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "dist/communicator.h"
-#include "dist/grad_sync.h"
-#include "dist/zero1.h"
+#include "distributed/communicator.h"
+#include "distributed/grad_sync.h"
+#include "distributed/zero1.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
 #include "ops/ops.h"
