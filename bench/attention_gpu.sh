@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call for the flash attention kernels: build (Ninja, sm_90, build-gpu), run the flash
 # tests and the existing CudaModelOps attention tests (the flash tests again under the other
-# tilings, see the knobs in kernels/flash_attention.cu), time the tilings against each other
+# tilings, see the knobs in kernels/flash/knobs.h), time the tilings against each other
 # (gta bench attention, B8, $SWEEP_T; SWEEP=0 skips it), then gta vs PyTorch SDPA (bench/attention_compare.py, T in
 # $COMPARE_T). Logs under $OUT (or ./gpu-out); the table in $OUT/compare.md, the sweep in $OUT/sweep.txt.
 set -o pipefail
