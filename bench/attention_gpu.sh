@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu
 git log -1 --format='%H %cd' 2>/dev/null | tee "$OUT/commit.txt"  # the device copy may have no history
 date -u | tee -a "$OUT/commit.txt"
 build() {
-  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 &&
+  cmake --preset gpu >"$OUT/build.log" 2>&1 &&
     ninja -C build-gpu -k 0 gta gta_tests >>"$OUT/build.log" 2>&1
 }
 SECONDS=0
