@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call for the flash attention kernels: build (Ninja, sm_90, build-gpu), run the flash
 # tests and the existing CudaModelOps attention tests (the flash tests again under the other
-# tilings, see the knobs in kernels/flash_attention.cu), time the tilings against each other
+# tilings, see the knobs in kernels/flash/knobs.h), time the tilings against each other
 # (gta bench attention, B8, $SWEEP_T; SWEEP=0 skips it), then gta vs PyTorch SDPA (bench/attention_compare.py, T in
 # $COMPARE_T). Logs under $OUT (or ./gpu-out); the table in $OUT/compare.md, the sweep in $OUT/sweep.txt.
 set -o pipefail
@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu
 git log -1 --format='%H %cd' 2>/dev/null | tee "$OUT/commit.txt"  # the device copy may have no history
 date -u | tee -a "$OUT/commit.txt"
 build() {
-  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 &&
+  cmake --preset gpu >"$OUT/build.log" 2>&1 &&
     ninja -C build-gpu -k 0 gta gta_tests >>"$OUT/build.log" 2>&1
 }
 SECONDS=0

@@ -7,7 +7,7 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu,memory.used --format=csv > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 t0=$(date +%s)
-if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/cmake.log" 2>&1 &&
+if ! { cmake --preset gpu > "$OUT/cmake.log" 2>&1 &&
        ninja -C build-gpu gta_tests > "$OUT/build.log" 2>&1; }; then
   tail -c 6000 "$OUT/cmake.log"; grep -E "error|FAILED" -A5 "$OUT/build.log" | head -80; exit 1
 fi

@@ -79,7 +79,7 @@ gta=$BUILD_DIR/gta
 if want build; then
   targets=(gta)
   want tests && targets+=(gta_tests)
-  step build bash -c "cmake -S . -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 && ninja -C $BUILD_DIR ${targets[*]}" ||
+  step build bash -c "cmake --preset gpu -B $BUILD_DIR && ninja -C $BUILD_DIR ${targets[*]}" ||
     { log "build failed: nothing else can run"; exit 1; }
 fi
 [ -x "$gta" ] || { log "$gta is missing: run the build step first (STEPS=build)"; exit 1; }

@@ -1,4 +1,4 @@
-// PTX wrappers shared by the flash attention kernels (flash_attention.cu, and sm90a/ for wgmma):
+// PTX wrappers shared by the flash attention kernels (flash/ for mma.sync, sm90a/ for wgmma):
 // asynchronous copies into shared memory, ldmatrix, the special-function exponential, bf16 packing, and the
 // accumulator -> A fragment conversion.
 #pragma once

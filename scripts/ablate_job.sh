@@ -20,8 +20,7 @@ export PYTHONUNBUFFERED=1
 # protoc: from protobuf-compiler, or a protoc unpacked beside the tree (GTA_PROTOC).
 protoc=()
 [ -n "${GTA_PROTOC:-}" ] && protoc=(-DProtobuf_PROTOC_EXECUTABLE="$GTA_PROTOC")
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DGTA_BUILD_TESTS=OFF \
-  "${protoc[@]}" > /dev/null
+cmake --preset gpu -DGTA_BUILD_TESTS=OFF "${protoc[@]}" > /dev/null
 cmake --build build-gpu --target gta --parallel "$(nproc)" > build-gpu/job_build.log 2>&1 ||
   { tail -30 build-gpu/job_build.log; exit 1; }
 echo "ablate_job: gta built ($(( $(date +%s) - start )) s)"

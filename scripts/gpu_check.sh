@@ -8,8 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
 mkdir -p "$out"
-generator=(); command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
-cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log"
+cmake --preset gpu > "$out/configure.log"
 cmake --build build-gpu --parallel "$(nproc)" > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 status=0
 ctest --test-dir build-gpu --output-on-failure --parallel 8 > "$out/ctest.log" 2>&1 || status=$?

@@ -28,6 +28,7 @@
 #endif
 
 #include "autograd/node.h"
+#include "core/rng.h"
 #include "core/tensor.h"
 
 namespace gta_test {
@@ -40,12 +41,7 @@ using gta::Tensor;
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next_u64() {  // splitmix64
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next_u64() { return gta::splitmix64(state_); }
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }  // [0, 1)
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
   double normal() {  // Box-Muller, the second value cached

@@ -603,7 +603,9 @@ TEST(Config, JsonErrorsNameTheSource) {
   j = to_json(small_model("gqa"));
   j["n_heads"] = 3;
   expect_error([&] { model_config_from_json(j, "src"); }, {"src: model.n_heads (3) must divide model.d_model (64)"});
-  nlohmann::json r = to_json(RunConfig{.model = small_model("mha")});
+  RunConfig rc;
+  rc.model = small_model("mha");
+  nlohmann::json r = to_json(rc);
   r["base"] = "x.yaml";
   expect_error([&] { run_config_from_json(r, "ckpt"); }, {"ckpt", "base: unknown section"});
 }

@@ -204,9 +204,8 @@ TEST(CudaFlashAttention, MatchesReferenceKernels) {
 }
 
 // The tilings the kernels pick between (64- or 128-row tiles per part, the dK/dV head split, and
-// on an H100 the wgmma kernels or not; environment knobs of kernels/flash_attention.cu and
-// kernels/sm90a/) all compute the same function: each against the reference kernels, and
-// bit-identical run to run.
+// on an H100 the wgmma kernels or not; the environment knobs of kernels/flash/knobs.h) all
+// compute the same function: each against the reference kernels, and bit-identical run to run.
 TEST(CudaFlashAttention, EveryTiling) {
   SKIP_WITHOUT_CUDA();
   const uint64_t seed = fresh_seed();

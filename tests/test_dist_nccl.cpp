@@ -13,8 +13,8 @@
 
 #include "core/device.h"
 #include "core/tensor.h"
-#include "dist/communicator.h"
-#include "dist/grad_sync.h"
+#include "distributed/communicator.h"
+#include "distributed/grad_sync.h"
 #include "nn/model.h"
 #include "ops/ops.h"
 #include "test_util.h"

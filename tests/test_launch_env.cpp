@@ -1,4 +1,4 @@
-// The launcher's environment (dist/communicator.h): rank variables and a rank's env defaults.
+// The launcher's environment (distributed/communicator.h): rank variables and a rank's env defaults.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace gta {
 namespace {

@@ -1,4 +1,4 @@
-// ZeRO-1's ownership plan, state filtering and flat segment layout (dist/zero1.h), on
+// ZeRO-1's ownership plan, state filtering and flat segment layout (distributed/zero1.h), on
 // communicators that only name a rank or script the collectives. Sharded training itself is
 // tested end to end under mpirun (tests/cli/dist_zero1.sh, dist_zero1_gpu.sh).
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <set>
 
 #include "core/strided.h"
-#include "dist/zero1.h"
+#include "distributed/zero1.h"
 #include "ops/ops.h"
 #include "test_util.h"
 

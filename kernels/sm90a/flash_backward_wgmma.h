@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "kernels/flash/knobs.h"
+
 namespace gta::kernels::sm90a {
 
 struct BwdProblem {
@@ -28,7 +30,7 @@ struct BwdProblem {
 };
 
 // Whether dkv and dq run these widths here: (d_qk, d_v) as above, and wgmma_enabled().
-bool backward_available(int64_t dqk, int64_t dv);
+bool backward_available(int64_t dqk, int64_t dv, const flash::Knobs& kn);
 void dkv(const BwdProblem& p, cudaStream_t stream);  // dk, dv (or pk, pv)
 // Keys per dK/dV CTA: 64 when the CTA splits its heads over its warpgroups (an even number of heads
 // per unit; see flash_dkv_wgmma.cu), else 128.

@@ -39,7 +39,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "core/cuda_context.h"
@@ -250,13 +249,10 @@ __global__ void __launch_bounds__(kThreads, DV == 192 ? 1 : 2)
 }
 
 // Whether a CTA takes query heads 2j and 2j + 1 together: they share their key and value heads
-// (n_q / n_k and n_q / n_v even), unless GTA_FLASH_PAIR=0 (environment, for measurement). Measured
+// (n_q / n_k and n_q / n_v even), unless the knobs say not (GTA_FLASH_PAIR=0, for measurement). Measured
 // on an H200 (GTA-S, B8): forward T 2048 0.071 -> 0.068 ms, T 8192 0.852 -> 0.827 ms. (The same
 // pairing in the dQ kernel, one CTA per SM, made T 8192 fwd+bwd 1% slower: not used there.)
-bool pair_heads(int gk, int gv) {
-  const char* e = std::getenv("GTA_FLASH_PAIR");
-  return gk % 2 == 0 && gv % 2 == 0 && !(e && *e && std::atoi(e) == 0);
-}
+bool pair_heads(int gk, int gv, const Knobs& kn) { return gk % 2 == 0 && gv % 2 == 0 && kn.pair; }
 
 template <int DQK, int DV, bool kPair>
 void launch_forward(const Dims& d, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
@@ -278,14 +274,16 @@ bool wgmma_widths(int64_t dqk, int64_t dv) { return (dqk == 64 && (dv == 64 || d
 
 // The forward also takes d_v 192 (GVA-S): its dK/dV would need dV's 96 accumulator registers per
 // thread beside everything else, so the backward runs mma.sync there.
-bool flash_forward_available(const AttnDims& a) {
-  return (wgmma_widths(a.dqk, a.dv) || (a.dqk == 64 && a.dv == 192)) && wgmma_enabled();
+bool flash_forward_available(const AttnDims& a, const flash::Knobs& kn) {
+  return (wgmma_widths(a.dqk, a.dv) || (a.dqk == 64 && a.dv == 192)) && wgmma_enabled(kn);
 }
 
-bool backward_available(int64_t dqk, int64_t dv) { return wgmma_widths(dqk, dv) && wgmma_enabled(); }
+bool backward_available(int64_t dqk, int64_t dv, const flash::Knobs& kn) {
+  return wgmma_widths(dqk, dv) && wgmma_enabled(kn);
+}
 
-bool wgmma_enabled() {
-  if (const char* e = std::getenv("GTA_FLASH_WGMMA"); e && std::atoi(e) == 0) return false;
+bool wgmma_enabled(const flash::Knobs& kn) {
+  if (!kn.wgmma) return false;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
@@ -293,12 +291,12 @@ bool wgmma_enabled() {
   return major == 9 && minor == 0;
 }
 
-void flash_forward(const AttnDims& a, float scale, const void* q, const void* k, const void* v, void* out,
-                   float* lse) {
+void flash_forward(const AttnDims& a, const flash::Knobs& kn, float scale, const void* q, const void* k, const void* v,
+                   void* out, float* lse) {
   const Dims d{static_cast<int>(a.B),  static_cast<int>(a.T),  static_cast<int>(a.S),
                static_cast<int>(a.nq), static_cast<int>(a.nk), static_cast<int>(a.nv),
                static_cast<int>(a.nq / a.nk), static_cast<int>(a.nq / a.nv), static_cast<int>(a.S - a.T)};
-  const bool pair = pair_heads(d.gk, d.gv);
+  const bool pair = pair_heads(d.gk, d.gv, kn);
   auto run = [&](auto dqk, auto dv) {
     constexpr int DQK = decltype(dqk)::value, DV = decltype(dv)::value;
     pair ? launch_forward<DQK, DV, true>(d, scale, q, k, v, out, lse)

@@ -5,15 +5,16 @@
 // Compiled for sm_90a only.
 #pragma once
 #include "kernels/attention_ref.h"
+#include "kernels/flash/knobs.h"
 
 namespace gta::kernels::sm90a {
 
 // Whether the wgmma kernels may run: the current device has compute capability 9.0 and the
-// environment does not set GTA_FLASH_WGMMA=0 (for measurement: the mma.sync kernels then run).
-bool wgmma_enabled();
+// knobs do not turn them off (GTA_FLASH_WGMMA=0, for measurement: the mma.sync kernels then run).
+bool wgmma_enabled(const flash::Knobs& kn);
 // Whether flash_forward runs these sizes here: (d_qk, d_v) as above, and wgmma_enabled().
-bool flash_forward_available(const AttnDims& d);
-void flash_forward(const AttnDims& d, float scale, const void* q, const void* k, const void* v, void* out,
-                   float* lse);
+bool flash_forward_available(const AttnDims& d, const flash::Knobs& kn);
+void flash_forward(const AttnDims& d, const flash::Knobs& kn, float scale, const void* q, const void* k, const void* v,
+                   void* out, float* lse);
 
 }  // namespace gta::kernels::sm90a

@@ -3,14 +3,15 @@
 //
 // Under mpirun it measures data parallelism: each rank trains on its own GPU (cuda:<local rank>
 // for --device cuda) or on the CPU, with its own random tokens (seed rank+1), and the gradients
-// are averaged every step by dist::GradSync (buckets of --bucket-mb, 25 MB by default, started
-// during backward) over the communicator of dist::make_communicator (NCCL on GPUs, MPI on CPUs).
+// are averaged every step by the step `gta train` takes, dist::DataParallelStep (buckets of
+// --bucket-mb, 25 MB by default, started during backward) over the communicator of
+// dist::make_communicator (NCCL on GPUs, MPI on CPUs).
 // Rank 0 reports global tokens/s = world * per-rank tokens / (the slowest rank's time).
 // On a GPU it also reports each rank's milliseconds per step: wall time, and the device time of
 // forward, backward, the exposed gradient sync and clip+optimizer (CUDA events between them), which
 // shows where a data-parallel step loses time against one GPU. --no-grad-sync skips the all-reduce
 // to give the compute-only baseline under the same launcher. --zero1 shards the optimizer as
-// dist.zero1 does in training (dist/zero1.h): the gradients are reduce-scattered after backward
+// dist.zero1 does in training (distributed/data_parallel.h): the gradients are reduce-scattered after backward
 // (the grad_sync_exposed phase), each rank clips and updates only the parameters it owns, then
 // they are all-gathered (inside the clip_optimizer phase).
 #include <algorithm>
@@ -18,7 +19,6 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -26,14 +26,11 @@
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "dist/communicator.h"
-#include "dist/grad_sync.h"
-#include "dist/zero1.h"
+#include "distributed/communicator.h"
+#include "distributed/data_parallel.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
 #include "ops/ops.h"
-#include "optim/adamw.h"
-#include "optim/clip.h"
 
 namespace gta::cli {
 
@@ -66,13 +63,9 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
   // Same seed on every rank: identical initial weights, kept identical by averaged gradients.
   nn::Model model(cfg, dtype, 1);
   model.params().move_to(device);
-  config::OptimConfig oc;
-  std::optional<dist::Zero1> zero1;  // --zero1 under mpirun: this rank's AdamW holds its own parameters only
-  if (o.zero1 && world > 1) zero1.emplace(comm, model.params().all());
-  // bf16 parameters get fp32 master weights and fp32 moments in AdamW (mixed precision).
-  optim::AdamW opt(zero1 ? zero1->owned_params() : model.params().all(), oc);
-  std::optional<dist::GradSync> grad_sync;  // a no-op for one process; ZeRO-1 reduce-scatters instead
-  if (!zero1) grad_sync.emplace(comm, model.params().all(), o.bucket_mb);
+  // bf16 parameters get fp32 master weights and fp32 moments in AdamW (mixed precision); with
+  // --zero1 under mpirun this rank's AdamW holds its own parameters only.
+  dist::DataParallelStep dp(comm, model.params().all(), config::OptimConfig{}, o.zero1, o.bucket_mb);
   Rng rng(static_cast<uint64_t>(rank) + 1);                    // different tokens per rank
   std::vector<int32_t> tok(static_cast<size_t>(o.batch * (o.seq_len + 1)));
   // On a GPU, events on the compute stream split each step's device time into phases (kPhases):
@@ -119,25 +112,18 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     begin(0);
     Tensor tokens = Tensor::from_vector(tok, {o.batch, o.seq_len + 1}).to(device);
     model.params().zero_grad();
-    if (grad_sync) grad_sync->set_sync(!o.no_grad_sync);  // every step communicates (no gradient accumulation here)
+    dp.sync_next_backward(!o.no_grad_sync);  // every step communicates (no gradient accumulation here)
     Tensor loss = model.loss(tokens);
     end(0);
     begin(1);
     loss.backward();
     end(1);
     begin(2);
-    if (zero1) zero1->reduce_scatter_grads();
-    else if (!o.no_grad_sync) grad_sync->finish();
+    if (!o.no_grad_sync) dp.sync_grads();
     end(2);
     begin(3);
-    if (zero1) {
-      zero1->clip_grad_norm(1.0);
-      opt.step(1e-4);
-      zero1->all_gather_params();
-    } else {
-      optim::clip_grad_norm(model.params().all(), 1.0);
-      opt.step(1e-4);
-    }
+    dp.clip_grad_norm(1.0);
+    dp.update(1e-4);
     end(3);
     collect();  // the previous step: complete, since this step's norm waited for its backward
     pending_loss = loss.detach();
@@ -199,7 +185,7 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     j["communicator"] = comm.name();
     j["tokens_per_s_per_rank"] = tps / world;
     j["grad_sync"] = !o.no_grad_sync;
-    j["zero1"] = zero1.has_value();
+    j["zero1"] = dp.zero1();
   }
   if (device.is_cuda()) {
     j["peak_allocated_gb"] = peak_alloc_gb;
@@ -220,7 +206,7 @@ void bench_train(const BenchTrainOptions& o, dist::Communicator& comm, Device de
     return;
   }
   std::printf("%s (%s) on %s", o.config.c_str(), cfg.attention.type.c_str(), device.str().c_str());
-  if (world > 1) std::printf(" x %d ranks (%s%s)", world, comm.name().c_str(), zero1 ? ", ZeRO-1" : "");
+  if (world > 1) std::printf(" x %d ranks (%s%s)", world, comm.name().c_str(), dp.zero1() ? ", ZeRO-1" : "");
   std::printf(", %s, B%lld T%lld: %.0f tokens/s, %.2f model TFLOP/s", dtype_name(dtype),
               static_cast<long long>(o.batch), static_cast<long long>(o.seq_len), tps, tflops);
   if (o.peak_tflops > 0) std::printf(", MFU %.1f%%", 100 * mfu);

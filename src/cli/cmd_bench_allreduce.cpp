@@ -15,7 +15,7 @@
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace gta::cli {
 

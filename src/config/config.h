@@ -124,7 +124,7 @@ struct DistConfig {
   double bucket_mb = 25;   // gradients are all-reduced in buckets of about this size
   // ZeRO-1 (true or false): with several ranks, each keeps the AdamW state of only the parameters
   // it owns (whole parameters, balanced by element count) and broadcasts them after its update;
-  // checkpoints are the same as without it (dist/zero1.h). No effect on one process.
+  // checkpoints are the same as without it (distributed/zero1.h). No effect on one process.
   bool zero1 = false;
   bool operator==(const DistConfig&) const = default;
 };

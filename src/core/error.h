@@ -2,6 +2,9 @@
 // file, key or line and what was expected. The CLI prints it and exits non-zero.
 #pragma once
 #include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -16,6 +19,9 @@ template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
+
+// The text of errno, for the message of a failed system call (read it before any other call).
+inline std::string errno_str() { return std::strerror(errno); }
 
 }  // namespace gta
 

@@ -26,6 +26,13 @@ class Rng {
   uint64_t cached_bits_ = 0;  // has_cached_ and cached_ packed for state(): bit pattern of cached_ or 0
 };
 
-uint64_t splitmix64(uint64_t& x);
+// Steele, Lea and Flood's SplitMix64: advances x by the golden-ratio increment and returns it
+// mixed (two xor-shift-multiply rounds); every seed gives a well-spread, independent stream.
+inline uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 
 }  // namespace gta

@@ -15,7 +15,9 @@
 #include <sstream>
 #include <thread>
 
+#include "core/durable_file.h"
 #include "core/error.h"
+#include "core/progress_line.h"
 #include "core/sha256.h"
 #include "data/rng.h"
 #include "data/shard.h"
@@ -112,15 +114,15 @@ void add_doc(Corpus& c, std::string_view d) {
 
 // ---- progress on stderr -----------------------------------------------------------------
 
+// A bar redrawn at most every 100 ms on a terminal; elsewhere only the final line is written.
 class Progress {
  public:
   Progress(bool enabled, std::string label, uint64_t total)
-      : enabled_(enabled), tty_(::isatty(2)), label_(std::move(label)), total_(total),
-        t0_(clock::now()), last_(t0_) {}
+      : line_(enabled), label_(std::move(label)), total_(total), t0_(clock::now()), last_(t0_) {}
   void update(uint64_t done, uint64_t bytes, bool final = false) {
-    if (!enabled_) return;
+    if (!line_.enabled()) return;
     auto now = clock::now();
-    if (!final && (!tty_ || now - last_ < std::chrono::milliseconds(100))) return;
+    if (!final && (!line_.tty() || now - last_ < std::chrono::milliseconds(100))) return;
     last_ = now;
     double secs = std::chrono::duration<double>(now - t0_).count();
     double mbps = secs > 0 ? double(bytes) / 1e6 / secs : 0.0;
@@ -128,16 +130,15 @@ class Progress {
     int width = 30, fill = int(frac * width + 0.5);
     std::string bar(size_t(fill), '#');
     bar.resize(size_t(width), '.');
-    std::fprintf(stderr, "%s%-10s [%s] %3d%%  %llu/%llu docs  %.1f MB/s  %.1fs%s",
-                 tty_ ? "\r" : "", label_.c_str(), bar.c_str(), int(frac * 100 + 0.5),
-                 (unsigned long long)done, (unsigned long long)total_, mbps, secs,
-                 final || !tty_ ? "\n" : "");
-    std::fflush(stderr);
+    const std::string text = fmt::format("{:<10} [{}] {:3d}%  {}/{} docs  {:.1f} MB/s  {:.1f}s", label_, bar,
+                                         int(frac * 100 + 0.5), done, total_, mbps, secs);
+    if (final) line_.print(text);
+    else line_.redraw(text);
   }
 
  private:
   using clock = std::chrono::steady_clock;
-  bool enabled_, tty_;
+  ProgressLine line_;
   std::string label_;
   uint64_t total_;
   clock::time_point t0_, last_;
@@ -524,12 +525,7 @@ PrepareResult prepare(const PrepareOptions& opts) {
     if (!f) fail("cannot write {}", (tmp / "prepare.json").string());
   }
 
-  if (fs::exists(out, ec)) {
-    fs::remove_all(out, ec);
-    if (ec) fail("cannot replace output directory {}: {}", out.string(), ec.message());
-  }
-  fs::rename(tmp, out, ec);
-  if (ec) fail("cannot move {} to {}: {}", tmp.string(), out.string(), ec.message());
+  install_dir(tmp.string(), out.string());
   guard.keep = true;
   say(fmt::format("wrote {}: train {} tokens in {} shard(s), val {} tokens in {} shard(s)",
                   out.string(), res.train.n_tokens, res.train.shards.size(), res.val.n_tokens,

@@ -6,14 +6,9 @@
 #include <utility>
 #include <vector>
 
-namespace gta::data {
+#include "core/rng.h"  // splitmix64
 
-inline uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+namespace gta::data {
 
 // Mix two 64-bit values into one seed (e.g. (seed, epoch) -> stream seed).
 inline uint64_t mix_seed(uint64_t a, uint64_t b) {

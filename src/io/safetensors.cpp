@@ -1,17 +1,11 @@
 #include "io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "core/sha256.h"
 
@@ -34,8 +28,6 @@ bool is_known_unsupported(const std::string& s) {
     if (s == n) return true;
   return false;
 }
-
-std::string errno_str() { return std::strerror(errno); }
 
 }  // namespace
 
@@ -217,33 +209,6 @@ SafetensorsFile load_safetensors(const std::string& path) {
   return out;
 }
 
-namespace {
-
-// Writes all of buf or throws (handles short writes and EINTR), and adds it to `digest`.
-void write_all(int fd, const void* buf, size_t n, const std::string& tmp, Sha256& digest) {
-  digest.update(buf, n);
-  const char* p = static_cast<const char*>(buf);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("{}: write failed ({})", tmp, errno_str());
-    }
-    if (w == 0) fail("{}: write made no progress (disk full?)", tmp);
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-std::string parent_dir(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-}  // namespace
-
 std::string save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                              const std::map<std::string, std::string>& metadata) {
   // Host copies, in sorted-name order (std::map), and the header describing them.
@@ -274,32 +239,17 @@ std::string save_safetensors(const std::string& path, const std::map<std::string
   uint64_t len = text.size();
   for (int i = 0; i < 8; ++i) lenbuf[i] = static_cast<unsigned char>(len >> (8 * i));
 
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("{}: cannot open for writing ({})", tmp, errno_str());
+  DurableFile file(path);
   Sha256 digest;
-  try {
-    write_all(fd, lenbuf, 8, tmp, digest);
-    write_all(fd, text.data(), text.size(), tmp, digest);
-    for (const Tensor& h : host)
-      if (h.nbytes() > 0) write_all(fd, h.raw_data(), h.nbytes(), tmp, digest);
-    if (::fsync(fd) != 0) fail("{}: fsync failed ({})", tmp, errno_str());
-    int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) fail("{}: close failed ({})", tmp, errno_str());
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      fail("{}: cannot rename {} to it ({})", path, tmp, errno_str());
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename durable (best effort: some filesystems refuse fsync on directories).
-  int dfd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  auto write = [&](const void* data, size_t n) {
+    digest.update(data, n);
+    file.write(data, n);
+  };
+  write(lenbuf, 8);
+  write(text.data(), text.size());
+  for (const Tensor& h : host)
+    if (h.nbytes() > 0) write(h.raw_data(), h.nbytes());
+  file.commit();
   return digest.hex_digest();
 }
 

@@ -20,7 +20,7 @@ namespace gta::optim {
 // The global L2 norm of all gradients (0 when none has a gradient). May be inf or NaN.
 double grad_norm(const std::vector<std::pair<std::string, Tensor>>& params);
 // Its square, sum over parameters of sum g^2, before the square root: what ranks holding
-// disjoint parameter sets add up for the global norm (ZeRO-1, dist/zero1.h).
+// disjoint parameter sets add up for the global norm (ZeRO-1, distributed/zero1.h).
 double grad_sum_squares(const std::vector<std::pair<std::string, Tensor>>& params);
 
 // Computes the global norm; when max_norm > 0 and norm > max_norm, scales every gradient in place

@@ -1,9 +1,9 @@
 #include "train/metrics.h"
 
 #include <fstream>
-#include <unistd.h>
 #include <vector>
 
+#include "core/durable_file.h"
 #include "core/error.h"
 #include "train/tensorboard.h"
 
@@ -25,11 +25,9 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resume_step, const std::
       }
     }
     in.close();
-    std::ofstream out(path + ".tmp", std::ios::trunc);
-    for (const auto& l : keep) out << l << "\n";
-    out.close();
-    GTA_CHECK(out, "cannot write {}.tmp", path);
-    std::rename((path + ".tmp").c_str(), path.c_str());
+    std::string text;
+    for (const auto& l : keep) text += l + "\n";
+    write_file_durable(path, text);
   }
   f_ = std::fopen(path.c_str(), resume_step >= 0 ? "a" : "w");
   GTA_CHECK(f_ != nullptr, "cannot open metrics file {} for writing", path);
@@ -56,40 +54,22 @@ std::string format_duration(double s) {
 }
 
 Progress::Progress(int64_t first_step, int64_t total_steps, bool enabled)
-    : first_(first_step),
-      total_(total_steps),
-      enabled_(enabled),
-      tty_(isatty(STDERR_FILENO)),
-      start_(std::chrono::steady_clock::now()) {}
+    : first_(first_step), total_(total_steps), line_(enabled), start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t step, double loss, double lr, double tps, double grad_norm, bool force_newline) {
-  if (!enabled_) return;
+  if (!line_.enabled()) return;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double done = static_cast<double>(step - first_);
   const double eta = done > 0 ? elapsed / done * static_cast<double>(total_ - step) : -1;
   std::string rate = tps >= 1e3 ? fmt::format("{:.1f}k", tps / 1e3) : fmt::format("{:.0f}", tps);
   std::string line = fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.2f} | {} tok/s | ETA {}", step,
                                  total_, loss, lr, grad_norm, rate, format_duration(eta));
-  if (tty_ && !force_newline) {
-    std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
-    dirty_ = true;
-  } else {
-    std::fprintf(stderr, "%s%s\n", dirty_ ? "\r\x1b[K" : "", line.c_str());
-    dirty_ = false;
-  }
-  std::fflush(stderr);
+  if (line_.tty() && !force_newline) line_.redraw(line);
+  else line_.print(line);
 }
 
-void Progress::message(const std::string& line) {
-  if (!enabled_) return;
-  std::fprintf(stderr, "%s%s\n", dirty_ ? "\r\x1b[K" : "", line.c_str());
-  dirty_ = false;
-  std::fflush(stderr);
-}
+void Progress::message(const std::string& line) { line_.print(line); }
 
-void Progress::finish() {
-  if (dirty_) std::fprintf(stderr, "\n");
-  dirty_ = false;
-}
+void Progress::finish() { line_.finish(); }
 
 }  // namespace gta::train

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/progress_line.h"
+
 namespace gta::train {
 
 class TensorBoardWriter;
@@ -39,7 +41,7 @@ class Progress {
 
  private:
   int64_t first_, total_;
-  bool enabled_, tty_, dirty_ = false;
+  ProgressLine line_;
   std::chrono::steady_clock::time_point start_;
 };
 

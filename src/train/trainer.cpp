@@ -16,15 +16,13 @@
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
-#include "dist/communicator.h"
-#include "dist/grad_sync.h"
-#include "dist/zero1.h"
+#include "distributed/communicator.h"
+#include "distributed/data_parallel.h"
 #include "infer/evaluate.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
-#include "optim/clip.h"
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
@@ -195,20 +193,16 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
   // Initialised on the CPU (the same draws whatever the device), then moved.
   nn::Model model(cfg.model, dtype, tc.seed);
   model.params().move_to(device);
-  // ZeRO-1 (dist.zero1, several ranks): this rank's AdamW holds only the parameters it owns.
-  std::optional<dist::Zero1> zero1;
-  if (cfg.dist.zero1 && world > 1) zero1.emplace(*comm, model.params().all());
-  optim::AdamW opt(zero1 ? zero1->owned_params() : model.params().all(), cfg.optim);
-  // Plain data parallelism averages gradients in buckets during backward; ZeRO-1 reduce-scatters
-  // them after it instead.
-  std::optional<dist::GradSync> grad_sync;
-  if (!zero1) grad_sync.emplace(*comm, model.params().all(), cfg.dist.bucket_mb);
+  // Plain data parallelism averages gradients in buckets during backward; ZeRO-1 (dist.zero1,
+  // several ranks) reduce-scatters them after it, and this rank's AdamW holds only the parameters
+  // it owns.
+  dist::DataParallelStep dp(*comm, model.params().all(), cfg.optim, cfg.dist.zero1, cfg.dist.bucket_mb);
   Rng rng(tc.seed ^ 0x5eedull);  // reserved for stochastic parts of training; checkpointed
   int64_t step = 0;
   double tokens_seen = 0;
   if (ckpt) {
-    if (zero1) ckpt->optimizer = zero1->owned_state(ckpt->optimizer);
-    restore_checkpoint(*ckpt, model.params(), opt);
+    ckpt->optimizer = dp.local_state(ckpt->optimizer);
+    restore_checkpoint(*ckpt, model.params(), dp.optimizer());
     try {
       loader.load_state(ckpt->trainer.loader);
     } catch (const Error& e) {
@@ -230,7 +224,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
                                cfg.model.attention.type, model.params().count() / 1e6, device.str(),
                                dtype_name(dtype), tokens_per_step,
                                tc.batch_size, tc.seq_len, accum, world,
-                               comm->name() + (zero1 ? ", ZeRO-1" : ""), tc.steps,
+                               comm->name() + (dp.zero1() ? ", ZeRO-1" : ""), tc.steps,
                                ckpt ? fmt::format(", resuming from step {}", step) : ""));
   if (lead && !ckpt)
     metrics->write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
@@ -238,7 +232,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
 
   auto save = [&](int64_t at_step) {
     // The full optimizer state; sharded, it is gathered to rank 0 (a collective: every rank joins).
-    const optim::AdamWState optimizer = zero1 ? zero1->gather_state(opt) : opt.state();
+    const optim::AdamWState optimizer = dp.full_state();
     if (!lead) return;
     TrainerState st;
     st.step = at_step;
@@ -283,21 +277,18 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
       Tensor loss = model.loss(tokens);
       losses.push_back(loss.detach());
       // Mean over the global batch: each micro-batch contributes 1/accum of its mean.
-      if (grad_sync) grad_sync->set_sync(micro == accum - 1);  // communicate only after the last micro-batch
+      dp.sync_next_backward(micro == accum - 1);  // communicate only after the last micro-batch
       (accum > 1 ? ops::scale(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
-    if (zero1) zero1->reduce_scatter_grads();
-    else grad_sync->finish();
+    dp.sync_grads();
     double loss_sum = 0;
     for (const Tensor& l : losses) loss_sum += l.item();
     const double train_loss = comm->sum(loss_sum) / static_cast<double>(accum * world);
     GTA_CHECK(std::isfinite(train_loss), "step {}: the training loss is {} (diverged); lower optim.lr or check the data",
               step + 1, train_loss);
-    const double gnorm = zero1 ? zero1->clip_grad_norm(cfg.optim.grad_clip)
-                               : optim::clip_grad_norm(model.params().all(), cfg.optim.grad_clip);
+    const double gnorm = dp.clip_grad_norm(cfg.optim.grad_clip);
     GTA_CHECK(std::isfinite(gnorm), "step {}: the gradient norm is {}; lower optim.lr", step + 1, gnorm);
-    opt.step(lr);
-    if (zero1) zero1->all_gather_params();
+    dp.update(lr);
     ++step;
     tokens_seen += static_cast<double>(tokens_per_step);
     window_tokens += tokens_per_step;

@@ -1,5 +1,5 @@
 // One process: every collective is the identity.
-#include "dist/local_communicator.h"
+#include "distributed/local_communicator.h"
 
 #include "core/strided.h"
 

@@ -2,7 +2,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace gta::dist {
 

@@ -1,5 +1,5 @@
 // ZeRO-1 optimizer-state sharding (see zero1.h).
-#include "dist/zero1.h"
+#include "distributed/zero1.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // NcclCommunicator (see nccl_communicator.h). Host-only C++: it calls the CUDA runtime and NCCL
 // APIs, no kernels of its own, so it is a .cpp compiled in CUDA builds only (GTA_WITH_CUDA).
-#include "dist/nccl_communicator.h"
+#include "distributed/nccl_communicator.h"
 
 #include "core/error.h"
 
@@ -16,7 +16,7 @@
 
 #include "core/cuda_context.h"
 #include "core/cuda_runtime.h"
-#include "dist/mpi_communicator.h"
+#include "distributed/mpi_communicator.h"
 #endif
 
 namespace gta::dist {

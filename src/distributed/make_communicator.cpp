@@ -1,8 +1,8 @@
 // make_communicator: picks the implementation for this process (see communicator.h).
-#include "dist/communicator.h"
-#include "dist/local_communicator.h"
-#include "dist/mpi_communicator.h"
-#include "dist/nccl_communicator.h"
+#include "distributed/communicator.h"
+#include "distributed/local_communicator.h"
+#include "distributed/mpi_communicator.h"
+#include "distributed/nccl_communicator.h"
 
 namespace gta::dist {
 

@@ -1,7 +1,7 @@
 // MPI collectives on CPU tensors (see mpi_communicator.h). Non-blocking all-reduces let gradient
 // buckets start while backward continues; waiting polls with a deadline so a crashed or stalled
 // peer ends the job with a clear message (MPI_Abort) instead of a silent hang.
-#include "dist/mpi_communicator.h"
+#include "distributed/mpi_communicator.h"
 
 #include <chrono>
 #include <climits>

@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <string>
 
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace gta::dist {
 

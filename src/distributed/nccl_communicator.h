@@ -17,7 +17,7 @@
 #pragma once
 #include <memory>
 
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace gta::dist {
 

@@ -1,5 +1,5 @@
 // Communicator::all_reduce_mean_async's default: flatten, sum, divide, copy back.
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 #include "core/error.h"
 #include "core/strided.h"

@@ -38,7 +38,7 @@
 #include <utility>
 #include <vector>
 
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 #include "optim/adamw.h"
 
 namespace gta::dist {

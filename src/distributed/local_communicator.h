@@ -1,6 +1,6 @@
 #pragma once
 #include "core/error.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace gta::dist {
 

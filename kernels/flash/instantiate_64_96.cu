@@ -1,0 +1,9 @@
+// The mma.sync flash kernels for (d_qk, d_v) = (64, 96), forward and backward (launch.h).
+#include "kernels/flash/backward.cuh"
+#include "kernels/flash/forward.cuh"
+
+namespace gta::kernels::flash {
+
+GTA_FLASH_INSTANTIATE(64, 96)
+
+}  // namespace gta::kernels::flash

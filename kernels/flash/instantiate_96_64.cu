@@ -1,0 +1,9 @@
+// The mma.sync flash kernels for (d_qk, d_v) = (96, 64), forward and backward (launch.h).
+#include "kernels/flash/backward.cuh"
+#include "kernels/flash/forward.cuh"
+
+namespace gta::kernels::flash {
+
+GTA_FLASH_INSTANTIATE(96, 64)
+
+}  // namespace gta::kernels::flash
