@@ -16,11 +16,15 @@
 
 #include "core/error.h"
 #include "core/sha256.h"
+#include "io/durable.h"
 #include "io/safetensors.h"
 
 namespace gta::train {
 
 namespace fs = std::filesystem;
+using io::install_dir;
+using io::sync_dir;
+using io::write_file_synced;
 
 namespace {
 
@@ -77,60 +81,6 @@ std::vector<CheckpointInfo> list_in_root(const fs::path& root) {
 }
 
 std::string errno_str() { return std::strerror(errno); }
-
-void write_file_synced(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create {}: {}", path, errno_str());
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string err = errno_str();
-      ::close(fd);
-      fail("cannot write {}: {}", path, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const std::string err = errno_str();
-    ::close(fd);
-    fail("cannot sync {}: {}", path, err);
-  }
-  if (::close(fd) != 0) fail("cannot close {}: {}", path, errno_str());
-}
-
-// Best effort: makes a rename or new entries in `dir` durable (some filesystems refuse; ignored).
-void sync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
-}
-
-// Moves the finished temporary directory to `final`; an existing `final` is exchanged atomically
-// (or, where the filesystem cannot, moved aside first) and then deleted.
-void install_dir(const fs::path& tmp, const fs::path& final) {
-  std::error_code ec;
-  if (!fs::exists(fs::symlink_status(final, ec))) {
-    if (::rename(tmp.c_str(), final.c_str()) != 0) fail("cannot rename {} to {}: {}", tmp.string(), final.string(), errno_str());
-    return;
-  }
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final.c_str(), RENAME_EXCHANGE) == 0) {
-    fs::remove_all(tmp, ec);  // now holds the replaced checkpoint
-    return;
-  }
-  const fs::path old = final.string() + ".old-" + std::to_string(::getpid());
-  fs::remove_all(old, ec);
-  if (::rename(final.c_str(), old.c_str()) != 0)
-    fail("cannot move the existing {} aside to {}: {}", final.string(), old.string(), errno_str());
-  if (::rename(tmp.c_str(), final.c_str()) != 0) {
-    const std::string err = errno_str();
-    (void)::rename(old.c_str(), final.c_str());  // put the old one back
-    fail("cannot rename {} to {}: {}", tmp.string(), final.string(), err);
-  }
-  fs::remove_all(old, ec);
-}
 
 // "step_<digits>.del-<pid>": a checkpoint being deleted, garbage whoever renamed it.
 bool is_being_deleted(const std::string& name) {
