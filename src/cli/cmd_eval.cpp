@@ -39,10 +39,10 @@ void run_eval(const EvalCliOptions& o) {
   // A missing shard fails before the (slower) weight load.
   const std::vector<std::string> shards = data::expand_shard_paths(o.data);
   GTA_CHECK(o.eos_id >= -1, "--eos-id must be >= 0, got {}", o.eos_id);
-  std::optional<config::ModelConfig> fallback;
-  if (!o.config.empty()) fallback = config::load_model_config(o.config);
   // Resolved once, so the run's newest checkpoint cannot change between the lookups below.
   const std::string weights = train::resolve_model_weights(o.checkpoint).source;
+  std::optional<config::ModelConfig> fallback;
+  if (!o.config.empty()) fallback = train::model_config_for_weights(o.config, weights);
   std::unique_ptr<nn::Model> model = train::load_model(weights, DType::f32, fallback, !o.no_verify);
   model->params().move_to(resolve_device(o.device, 0, "--device"));
   infer::EvalOptions eo = o.eval;

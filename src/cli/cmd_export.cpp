@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "interop/hf_export.h"
+#include "train/checkpoint.h"
 
 namespace gta::cli {
 
@@ -26,7 +27,8 @@ void run_export(const ExportArgs& a) {
   o.overwrite = a.overwrite;
   o.verify = !a.no_verify;
   o.max_position_embeddings = a.max_position_embeddings;
-  if (!a.config.empty()) o.config = config::load_model_config(a.config);
+  if (!a.config.empty())
+    o.config = train::model_config_for_weights(a.config, train::resolve_model_weights(a.checkpoint).source);
   const interop::HfExportResult r = interop::export_hf(o);
   std::printf("exported %s as %s (%lld tensors, %s) to %s%s\n", r.weights.c_str(), interop::hf_arch_name(r.arch),
               static_cast<long long>(r.tensors), a.dtype.c_str(), a.hf_dir.c_str(),

@@ -56,7 +56,7 @@ void run_generate(const GenerateCliOptions& o) {
   const train::ModelWeightsInfo info = train::resolve_model_weights(o.checkpoint);
   const std::string& weights = info.source;
   std::optional<config::ModelConfig> fallback;
-  if (!o.config.empty()) fallback = config::load_model_config(o.config);
+  if (!o.config.empty()) fallback = train::model_config_for_weights(o.config, weights);
   GTA_CHECK(info.config.has_value() || fallback.has_value(),
             "{}: no model config in its metadata (key 'config'; not written by gta?); pass --config MODEL.yaml",
             weights);

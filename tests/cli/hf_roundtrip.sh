@@ -23,8 +23,8 @@ declare -A attn=(
 declare -A arch=([mha]=LlamaForCausalLM [gqa]=LlamaForCausalLM [mqa]=LlamaForCausalLM
   [gva]=GTAForCausalLM [gha]=GTAForCausalLM [gta]=GTAForCausalLM [mla]=DeepseekV3ForCausalLM)
 
-eval_loss() {  # eval_loss WEIGHTS: the exact loss (JSON) of the first 2 batches of the validation shard
-  "$GTA" eval "$1" --data "$val" --device cpu --batches 2 --batch-size 2 --seq-len 32 --json |
+eval_loss() {  # eval_loss WEIGHTS [ARGS]: the exact loss (JSON) of the first 2 batches of the validation shard
+  "$GTA" eval "$@" --data "$val" --device cpu --batches 2 --batch-size 2 --seq-len 32 --json |
     "$PY" -c 'import json, sys; print(repr(json.load(sys.stdin)["loss"]))'
 }
 
@@ -71,6 +71,12 @@ grep -q '"torch_dtype": "bfloat16"' hf_bf16/config.json || fail "bf16 export: to
 grep -q '"dtype":"BF16"' <(head -c 4000 hf_bf16/model.safetensors) || fail "bf16 export: tensors are not BF16"
 "$GTA" import hf_bf16 --out back_bf16 > /dev/null
 eval_loss back_bf16 > /dev/null
+
+# --config: the exported file itself (no gta metadata; the untied GQA has no tensor gta lacks), its
+# vocabulary taken from its embedding because the YAML says 0.
+got=$(eval_loss hf_gqa --config gqa.yaml)
+[[ $got == "$(eval_loss run_gqa)" ]] || fail "eval --config on the exported weights: loss $got"
+expect_fail "no model config in its metadata" "$GTA" eval hf_gqa --data "$val"
 
 # generate --json on the import (its tokenizer came along).
 "$GTA" generate back_gqa --prompt "ROMEO:" --max-new-tokens 5 --temperature 0 --json > gen.json 2> /dev/null
