@@ -151,9 +151,9 @@ void DataLoader::read_checked(size_t s, uint64_t start, uint64_t count, int32_t*
   if (opts_.vocab_limit <= 0) return;
   for (uint64_t i = 0; i < count; ++i)
     if (out[i] < 0 || out[i] >= opts_.vocab_limit)
-      fail("shard {}: token id {} at position {} is outside the model's vocabulary [0, {}) (shards written with "
+      fail("shard {}: token id {} at position {}{} is outside the model's vocabulary [0, {}) (shards written with "
            "another tokenizer?)",
-           files_[s], out[i], start + i, opts_.vocab_limit);
+           files_[s], out[i], start + i, sources_[s]->describe_position(start + i), opts_.vocab_limit);
 }
 
 Batch DataLoader::build_batch(uint64_t cursor) {
