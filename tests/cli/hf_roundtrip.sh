@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `gta export --hf` and `gta import` end to end, for each of the seven attention types: a model
-# trained a few steps, exported (f32) and imported back, evaluates to the identical loss; a bf16
+# trained a few steps, exported (f32) and imported back, evaluates to the identical loss. The f32
+# exports of MHA (q/k/v biases), GQA, MQA and MLA give the per-token losses of a numpy
+# transcription of transformers' Llama and DeepSeek-V3 forward (tests/cli/lib/hf_reference.py;
+# tests/cli/hf_transformers.sh checks against transformers itself, where it is installed). A bf16
 # export says so in config.json; the import carries the tokenizer, so `gta generate --json` runs
 # on it; `train.init_from` starts a run from it (at a negligible lr its validation loss is the
-# import's); `gta eval --per-token` writes losses whose mean is the reported loss; a .bin shard's
-# eval says what it lacks; bad input is refused with a clear message. (tests/cli/hf_transformers.sh checks
-# the exports against transformers itself, where it is installed.)
+# import's); `gta eval --config` reads weights without gta metadata; `gta eval --per-token` writes
+# losses whose mean is the reported loss; a .bin shard's eval says what it lacks; bad input is
+# refused with a clear message.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -64,6 +67,22 @@ assert (c["kv_lora_rank"], c["qk_rope_head_dim"], c["qk_nope_head_dim"], c["v_he
 c = json.load(open("hf_gta/config.json"))
 assert c["model_type"] == "gta" and c["gta_config"]["attention"]["d_latent"] == 8, c
 PY
+
+# What transformers computes on the exports, in numpy (tests/cli/lib/hf_reference.py, written
+# from its modeling code), against gta's per-token losses: Llama with q/k/v biases (MHA), untied
+# GQA, MQA and DeepSeek-V3 (MLA, interleaved RoPE rows), on O(1)-scale random weights.
+"$PY" - "$val" <<'PY'
+import json, sys, h5py
+toks = [int(t) for t in h5py.File(sys.argv[1])["tokens"][:65]]
+json.dump([toks[0:33], toks[32:65]], open("windows.json", "w"))
+PY
+for t in mha gqa mqa mla; do
+  "$PY" "$SRC/tests/cli/lib/hf_reference.py" randomize "run_$t/checkpoints/step_000002/model.safetensors"     "random_$t.safetensors" 5
+  "$GTA" export "random_$t.safetensors" --hf "hf_random_$t" > /dev/null
+  "$GTA" eval "random_$t.safetensors" --data "$val" --device cpu --batches 1 --batch-size 2 --seq-len 32     --per-token "random_$t.jsonl" > /dev/null
+  "$PY" "$SRC/tests/cli/lib/hf_reference.py" "hf_random_$t" windows.json "random_$t.jsonl" 32 ||
+    fail "$t: gta's losses differ from transformers' computation (numpy reference) on the export"
+done
 
 # bf16: config.json and the tensors say so; the import evaluates (to the rounded weights' loss).
 "$GTA" export run_gqa --hf hf_bf16 --dtype bf16 > /dev/null
