@@ -15,11 +15,8 @@
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-HF_PY=""
-for py in python3 "$PY"; do
-  if "$py" -c "import transformers, torch" 2>/dev/null; then HF_PY=$py; break; fi
-done
-[ -n "$HF_PY" ] || { echo "skip: no python3 here imports transformers and torch"; exit 77; }
+python_with "transformers, torch"
+HF_PY=$MOD_PY
 "$HF_PY" -c 'import transformers, torch; print("transformers", transformers.__version__, "torch", torch.__version__)'
 
 ts="$SRC/data/tinyshakespeare"

@@ -26,19 +26,7 @@ import sys
 
 import numpy as np
 
-
-def load(path):
-    with open(path, "rb") as f:
-        b = f.read()
-    n = struct.unpack("<Q", b[:8])[0]
-    out = {}
-    for k, v in json.loads(b[8:8 + n]).items():
-        if k == "__metadata__":
-            continue
-        assert v["dtype"] == "F32", (path, k, v["dtype"])
-        lo, hi = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + lo:8 + n + hi], dtype=np.float32).astype(np.float64).reshape(v["shape"])
-    return out
+from gta_runs import safetensors
 
 
 def rms(x, w, eps):
@@ -151,7 +139,7 @@ def main():
         return
     hf_dir, tokens_file, per_token_file, T = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     c = json.load(open(f"{hf_dir}/config.json"))
-    W = load(f"{hf_dir}/model.safetensors")
+    W = safetensors(f"{hf_dir}/model.safetensors", dtypes=("F32",))
     windows = json.load(open(tokens_file))
     ours = [l for l in map(json.loads, open(per_token_file)) if l["type"] == "token"]
     assert len(ours) == len(windows) * T, (len(ours), len(windows))
