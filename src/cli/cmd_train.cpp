@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "infer/evaluate.h"
 #include "train/trainer.h"
 
 namespace gta::cli {
@@ -36,7 +37,8 @@ void run_train(const TrainArgs& a) {
   }
   std::printf("%s %lld steps: train loss %.4f", s.stop_signal ? "stopped after" : "trained",
               static_cast<long long>(s.steps_done), s.final_train_loss);
-  if (s.final_val_loss >= 0) std::printf(", val loss %.4f, %.3f bits/byte", s.final_val_loss, s.final_val_bpb);
+  if (s.final_val_loss >= 0)
+    std::printf(", val loss %.4f, %s", s.final_val_loss, infer::bits_per_byte_text(s.final_val_bpb).c_str());
   std::printf("\ncheckpoint: %s\n", s.last_checkpoint.c_str());
 }
 

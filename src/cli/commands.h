@@ -13,6 +13,8 @@ void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_plot(CLI::App& app);
 void register_analyze(CLI::App& app);
+void register_export(CLI::App& app);
+void register_import(CLI::App& app);
 
 // The exit status main() returns after a command ran without error (0 unless the command set
 // it: `gta train` stopped by a signal exits 128 + its number).

@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   gta::cli::register_generate(app);
   gta::cli::register_plot(app);
   gta::cli::register_analyze(app);
+  gta::cli::register_export(app);
+  gta::cli::register_import(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

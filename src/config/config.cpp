@@ -92,6 +92,7 @@ void visit_train(T& t, F&& f) {
   f("device", t.device);
   f("dtype", t.dtype);
   f("log_every", t.log_every);
+  f("init_from", t.init_from);
 }
 
 template <class O, class F>

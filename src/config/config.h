@@ -84,6 +84,11 @@ struct TrainConfig {
   std::string device = "auto";  // cpu | cuda | cuda:N | auto
   std::string dtype = "f32";    // f32 | bf16 | f64 (f64: exactness checks on the CPU)
   int64_t log_every = 10;
+  // Fine-tuning start: the weights of a checkpoint, run directory, .safetensors file or `gta
+  // import` directory (of the same model) replace the random initialisation of a fresh run; the
+  // optimizer, schedule and data start from step 0. "" = random initialisation. Ignored by --resume
+  // (the run's own checkpoint holds its weights).
+  std::string init_from;
 
   int64_t tokens_per_micro_batch(int world) const { return batch_size * seq_len * world; }
   // Micro-batches each rank accumulates per optimizer step; throws naming

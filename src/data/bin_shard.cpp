@@ -65,6 +65,10 @@ BinShard::~BinShard() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+std::string BinShard::describe_position(uint64_t pos) const {
+  return fmt::format(" (byte offset {})", uint64_t(kHeaderInts) * 4 + pos * uint64_t(token_bytes_));
+}
+
 void BinShard::read(uint64_t start, uint64_t count, int32_t* out) {
   if (start > n_tokens_ || count > n_tokens_ - start)
     fail("shard {}: read of tokens [{}, {}) is out of range (shard has {} tokens)", path_, start,

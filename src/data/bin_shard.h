@@ -24,6 +24,8 @@ class BinShard : public TokenSource {
   uint64_t n_tokens() const override { return n_tokens_; }
   int version() const { return version_; }
   void read(uint64_t start, uint64_t count, int32_t* out) override;
+  // The header's 1024 bytes plus pos tokens of 2 (version 1) or 4 bytes.
+  std::string describe_position(uint64_t pos) const override;
 
  private:
   std::string path_;

@@ -132,15 +132,18 @@ uint64_t DataLoader::window_of_sample(uint64_t k) {
   return opts_.mode == SampleMode::Random ? permutation(e)[j] : j;
 }
 
-void DataLoader::read_window(uint64_t window, int32_t* out) {
-  if (pending_.valid()) wait_prefetch();
+std::pair<size_t, uint64_t> DataLoader::window_location(uint64_t window) const {
   GTA_CHECK(window < n_windows_, "data loader: window {} out of range ({} windows)", window,
             n_windows_);
   size_t s = size_t(std::upper_bound(window_start_.begin(), window_start_.end(), window) -
                     window_start_.begin()) - 1;
-  uint64_t local = window - window_start_[s];
-  uint64_t T = uint64_t(opts_.seq_len);
-  read_checked(s, local * T, T + 1, out);
+  return {s, (window - window_start_[s]) * uint64_t(opts_.seq_len)};
+}
+
+void DataLoader::read_window(uint64_t window, int32_t* out) {
+  if (pending_.valid()) wait_prefetch();
+  const auto [s, start] = window_location(window);
+  read_checked(s, start, uint64_t(opts_.seq_len) + 1, out);
 }
 
 void DataLoader::read_checked(size_t s, uint64_t start, uint64_t count, int32_t* out) {
@@ -148,9 +151,9 @@ void DataLoader::read_checked(size_t s, uint64_t start, uint64_t count, int32_t*
   if (opts_.vocab_limit <= 0) return;
   for (uint64_t i = 0; i < count; ++i)
     if (out[i] < 0 || out[i] >= opts_.vocab_limit)
-      fail("shard {}: token id {} at position {} is outside the model's vocabulary [0, {}) (shards written with "
+      fail("shard {}: token id {} at position {}{} is outside the model's vocabulary [0, {}) (shards written with "
            "another tokenizer?)",
-           files_[s], out[i], start + i, opts_.vocab_limit);
+           files_[s], out[i], start + i, sources_[s]->describe_position(start + i), opts_.vocab_limit);
 }
 
 Batch DataLoader::build_batch(uint64_t cursor) {

@@ -18,6 +18,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/token_source.h"
@@ -64,6 +65,8 @@ class DataLoader {
 
   // Reads one window (T+1 tokens) by global window index.
   void read_window(uint64_t window, int32_t* out);
+  // Where window `window` lies: its shard (index into files()) and its first token there.
+  std::pair<size_t, uint64_t> window_location(uint64_t window) const;
   // The window that global sample `k` maps to.
   uint64_t window_of_sample(uint64_t k);
 

@@ -19,6 +19,9 @@ class TokenSource {
   virtual uint64_t vocab_size() const { return 0; }
   // Hex SHA-256 of the tokenizer model that produced the tokens; empty when unknown.
   virtual std::string tokenizer_sha256() const { return {}; }
+  // Where token `pos` lies in the file, for messages: " (byte offset N)" for a flat file, ""
+  // when the file is compressed in chunks (HDF5: the position alone finds it).
+  virtual std::string describe_position(uint64_t pos) const { return {}; }
   // Copies tokens [start, start + count) into out; throws gta::Error naming the file when the
   // range is out of bounds or the read fails.
   virtual void read(uint64_t start, uint64_t count, int32_t* out) = 0;

@@ -22,9 +22,16 @@ nlohmann::json EvalResult::to_json() const {
                       {"total_windows", total_windows},
                       {"batches", batches},
                       {"seconds", seconds},
-                      {"shards", shards}};
+                      {"shards", shards},
+                      {"shard_tokenizer_sha256", nullptr}};
+  if (!shard_tokenizer_sha256.empty()) j["shard_tokenizer_sha256"] = shard_tokenizer_sha256;
   if (std::isfinite(bits_per_byte)) j["bits_per_byte"] = bits_per_byte;
   return j;
+}
+
+std::string bits_per_byte_text(double bpb) {
+  return std::isfinite(bpb) ? fmt::format("{:.3f} bits/byte", bpb)
+                            : "bits/byte n/a (the shards record no byte count: llm.c .bin shards carry none)";
 }
 
 void check_shards_fit(const data::DataLoader& loader, int64_t V, const std::string& tokenizer_sha256) {
@@ -65,7 +72,36 @@ void check_eval_data(const std::vector<std::string>& shard_specs, int64_t vocab_
   open_eval_data(shard_specs, vocab_size, opt);
 }
 
-EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt) {
+namespace {
+
+// -ln softmax(logits)[target] of each of the rows x T targets of `w` (rows of T+1 tokens), passed
+// to `sink` with the shard position of each target; returns their sum.
+double score_per_token(const nn::Model& model, const data::DataLoader& loader, const data::Batch& b, int64_t rows,
+                       const Tensor& w, const TokenLossSink& sink) {
+  const int64_t T = b.T, V = model.config().vocab_size;
+  Tensor logits = model.forward(nn::split_inputs_targets(w).first);  // [rows, T, V]
+  double sum = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const Tensor lr = logits.slice(0, r, r + 1).to(Device::cpu()).to(DType::f64).contiguous();
+    const double* p = lr.data<double>();
+    const auto [shard, start] = loader.window_location(b.samples[r]);
+    for (int64_t t = 0; t < T; ++t, p += V) {
+      const int32_t target = b.row(static_cast<int>(r))[t + 1];
+      const double mx = *std::max_element(p, p + V);
+      double z = 0;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(p[v] - mx);
+      const double loss = mx + std::log(z) - p[target];
+      sum += loss;
+      sink({shard, start + static_cast<uint64_t>(t) + 1, target, loss});
+    }
+  }
+  return sum;
+}
+
+}  // namespace
+
+EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt,
+                    const TokenLossSink& sink) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t V = model.config().vocab_size;
   const std::unique_ptr<data::DataLoader> loader_ptr = open_eval_data(shard_specs, V, opt);
@@ -74,6 +110,7 @@ EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shar
 
   EvalResult r;
   r.shards = loader.files();
+  r.shard_tokenizer_sha256 = loader.tokenizer_sha256();
   r.total_windows = static_cast<int64_t>(n_windows);
   r.bytes_per_token = loader.bytes_per_token();
   const Device dev = model.params().all().empty() ? Device::cpu() : model.params().all().front().second.device();
@@ -86,8 +123,9 @@ EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shar
     int64_t rows = 0;
     while (rows < b.B && b.samples[rows] < n_windows) ++rows;
     std::vector<int32_t> toks(b.tokens.begin(), b.tokens.begin() + rows * W);
-    Tensor loss = model.loss(Tensor::from_vector(toks, {rows, W}).to(dev));
-    nll_sum += loss.item() * static_cast<double>(rows * T);
+    const Tensor w = Tensor::from_vector(toks, {rows, W}).to(dev);
+    nll_sum += sink ? score_per_token(model, loader, b, rows, w, sink)
+                    : model.loss(w).item() * static_cast<double>(rows * T);
     r.tokens += rows * T;
     r.windows += rows;
     ++r.batches;

@@ -11,6 +11,7 @@
 // tail shorter than a window); NaN when a shard does not record n_bytes.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,18 +37,39 @@ struct EvalResult {
   int64_t windows = 0, total_windows = 0, batches = 0;
   double seconds = 0;
   std::vector<std::string> shards;
+  // The tokenizer SHA-256 the shards record; "" when they record none (llm.c .bin shards), and
+  // then EvalOptions::tokenizer_sha256 could not be checked against them.
+  std::string shard_tokenizer_sha256;
   nlohmann::json to_json() const;  // bits_per_byte is null when unknown
 };
+
+// "0.912 bits/byte", or what the shards lack when bits per byte is unknown (.bin shards record no
+// byte count): for progress lines and summaries.
+std::string bits_per_byte_text(double bits_per_byte);
 
 // Throws gta::Error when shards read by `loader` cannot feed a model of vocab_size: written with a
 // vocabulary larger than the model's, or (when tokenizer_sha256 is set and the shards record theirs) with
 // another tokenizer.
 void check_shards_fit(const data::DataLoader& loader, int64_t vocab_size, const std::string& tokenizer_sha256);
 
+// One scored target: its shard (an index into EvalResult::shards), its position in the shard
+// (the token index; position 0 is never a target), its id and -ln p(token | the T tokens before
+// it in its window).
+struct TokenLoss {
+  size_t shard = 0;
+  uint64_t pos = 0;
+  int32_t token = 0;
+  double loss = 0;
+};
+// Receives every scored target, in shard order (`gta eval --per-token`).
+using TokenLossSink = std::function<void(const TokenLoss&)>;
+
 // Throws gta::Error when the shards are missing, hold no full window of T+1 tokens, or were
 // written with a vocabulary larger than the model's or with another tokenizer; and when the
-// loss is not finite (the weights hold NaN or Inf), naming the windows scored.
-EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt);
+// loss is not finite (the weights hold NaN or Inf), naming the windows scored. With a sink, the
+// losses are computed per target from the logits (log-sum-exp in f64) and the mean is their mean.
+EvalResult evaluate(const nn::Model& model, const std::vector<std::string>& shard_specs, const EvalOptions& opt,
+                    const TokenLossSink& sink = {});
 
 // The checks of evaluate() that need no model, for a model of `vocab_size`: a trainer runs them
 // on data.val before its first step, so that a bad validation set fails before any work is lost.

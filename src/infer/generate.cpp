@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "autograd/node.h"
 #include "core/error.h"
@@ -19,6 +20,21 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 Device model_device(const nn::Model& model) {
   const auto& all = model.params().all();
   return all.empty() ? Device::cpu() : all.front().second.device();
+}
+
+// ln softmax(row b of logits [B, V])[next[b]] for each b (log-sum-exp in f64).
+std::vector<double> token_logprobs(const Tensor& logits, const std::vector<int32_t>& next) {
+  const std::vector<double> l = logits.to_doubles();
+  const size_t V = static_cast<size_t>(logits.size(1));
+  std::vector<double> out(next.size());
+  for (size_t b = 0; b < next.size(); ++b) {
+    const double* p = l.data() + b * V;
+    const double mx = *std::max_element(p, p + V);
+    double z = 0;
+    for (size_t v = 0; v < V; ++v) z += std::exp(p[v] - mx);
+    out[b] = p[next[b]] - mx - std::log(z);
+  }
+  return out;
 }
 
 // The logits of the last position of logits [B, T, V] as [B, V].
@@ -83,6 +99,7 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
   GenerateStats& st = res.stats;
   st.batch = B, st.prompt_len = P;
   res.tokens.assign(static_cast<size_t>(B), {});
+  if (opt.logprobs) res.logprobs.assign(static_cast<size_t>(B), {});
   std::vector<Rng> rngs;
   for (int64_t b = 0; b < B; ++b) {
     uint64_t x = opt.seed + 0x632be59bd9b4e019ULL * static_cast<uint64_t>(b);
@@ -111,10 +128,12 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
   std::vector<bool> done(static_cast<size_t>(B), false);
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     std::vector<int32_t> next = sample_rows(logits, opt.sampling, rngs);
+    const std::vector<double> lp = opt.logprobs ? token_logprobs(logits, next) : std::vector<double>();
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
       if (!done[b]) {
         res.tokens[b].push_back(next[b]);
+        if (opt.logprobs) res.logprobs[b].push_back(lp[b]);
         if (next[b] == opt.eos_id || static_cast<int64_t>(res.tokens[b].size()) >= opt.max_new_tokens) done[b] = true;
       }
       all_done = all_done && done[b];

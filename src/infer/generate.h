@@ -23,6 +23,7 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int64_t eos_id = -1;         // stop a sequence when it samples this id (-1: never)
   int64_t prefill_chunk = 0;   // prompt tokens per prefill forward (0: the whole prompt at once)
+  bool logprobs = false;       // record ln p(token) of each generated token (GenerateResult::logprobs)
 };
 
 struct GenerateStats {
@@ -37,6 +38,9 @@ struct GenerateStats {
 
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;  // per sequence: the generated tokens only
+  // With GenerateOptions::logprobs, per sequence and token: ln softmax(logits)[token], the model's
+  // own distribution over its whole vocabulary (before temperature, top-k and top-p).
+  std::vector<std::vector<double>> logprobs;
   GenerateStats stats;
 };
 

@@ -404,11 +404,27 @@ ModelWeights load_model_weights(const std::string& path, bool verify) {
   return w;
 }
 
+config::ModelConfig model_config_for_weights(const std::string& yaml_path, const std::string& weights) {
+  config::ModelConfig cfg = config::load_model_config(yaml_path);
+  if (cfg.vocab_size > 0) return cfg;
+  const io::SafetensorsHeader h = io::read_safetensors_header(weights);
+  const auto it = h.entries.find("model.embed_tokens.weight");
+  GTA_CHECK(it != h.entries.end() && it->second.shape.size() == 2,
+            "{}: model.vocab_size is 0 (from the tokenizer) and {} has no 2-D model.embed_tokens.weight to take it "
+            "from; set model.vocab_size",
+            yaml_path, weights);
+  cfg.vocab_size = it->second.shape[0];
+  cfg.validate();
+  return cfg;
+}
+
 std::unique_ptr<nn::Model> load_model(const std::string& path, DType dtype,
                                       const std::optional<config::ModelConfig>& fallback, bool verify) {
   ModelWeights w = load_model_weights(path, verify);
   if (!w.config && !fallback)
-    fail("{}: no model config in its metadata (key 'config'; not written by gta?) and none was given", w.source);
+    fail("{}: no model config in its metadata (key 'config'; not written by gta?) and none was given (--config "
+         "MODEL.yaml)",
+         w.source);
   const config::ModelConfig cfg = w.config ? *w.config : *fallback;
   auto model = std::make_unique<nn::Model>(cfg, dtype, 0);
   model->params().load(w.tensors, w.source);

@@ -127,6 +127,12 @@ struct ModelWeights : ModelWeightsInfo {
 // model.safetensors is first checked against the SHA-256 in its trainer.json (when `verify`).
 ModelWeights load_model_weights(const std::string& path, bool verify = true);
 
+// The model config for weights that carry none (`--config MODEL.yaml` of eval, generate and
+// export): the YAML's model section (config::load_model_config), with vocab_size 0 ("from the
+// tokenizer") taken from the rows of the weights file's model.embed_tokens.weight. `weights` is
+// a resolved .safetensors file (resolve_model_weights(...).source); only its header is read.
+config::ModelConfig model_config_for_weights(const std::string& yaml_path, const std::string& weights);
+
 // Builds a model from load_model_weights(path): its config (or `fallback` when the file has
 // none; an error when neither exists) and its weights (converted to `dtype`). Errors name the
 // file and what was wrong (missing, truncated, no or bad config, shapes that do not match).

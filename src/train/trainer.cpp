@@ -13,12 +13,14 @@
 
 #include "core/cuda_runtime.h"
 #include "core/error.h"
+#include "core/sha256.h"
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "distributed/communicator.h"
 #include "distributed/data_parallel.h"
 #include "infer/evaluate.h"
+#include "infer/tokenizer_lookup.h"
 #include "nn/model.h"
 #include "nn/model_stats.h"
 #include "ops/ops.h"
@@ -103,9 +105,37 @@ void check_resumable(const Checkpoint& ckpt, const config::RunConfig& cfg) {
             fmt::join(fixed, "; "), ckpt.dir);
 }
 
+// train.init_from: the weights of another run (or a `gta import`) replace the random
+// initialisation. They must be of the model the config describes (when they record their
+// config) and, when a tokenizer was recorded with them, of data.tokenizer's vocabulary.
+void init_from_weights(nn::Params& params, const config::RunConfig& cfg, const data::Tokenizer& tok, bool verify) {
+  const std::string& path = cfg.train.init_from;
+  try {
+    const ModelWeights w = load_model_weights(path, verify);
+    if (w.config) {
+      const auto diff = config_differences(config::to_json(*w.config), config::to_json(cfg.model), "model");
+      GTA_CHECK(diff.empty(), "{} holds a different model than the config ({})", w.source, fmt::join(diff, "; "));
+    }
+    const std::string wtok = infer::find_tokenizer(w.source);
+    GTA_CHECK(wtok.empty() || sha256_file(wtok) == tok.checksum(),
+              "{} was trained with tokenizer {}, not data.tokenizer {} (SHA-256 {} against {})", w.source, wtok,
+              tok.path(), sha256_file(wtok).substr(0, 12), tok.checksum().substr(0, 12));
+    params.load(w.tensors, w.source);
+  } catch (const Error& e) {
+    fail("train.init_from: {}", e.what());
+  }
+}
+
 // Every input the run will read, opened and checked before step 1, so that a bad path is
 // reported before any training is lost (data.train and data.tokenizer are open already).
 void validate_inputs_up_front(const config::RunConfig& cfg, const data::Tokenizer& tok) {
+  if (!cfg.train.init_from.empty()) {
+    try {
+      resolve_model_weights(cfg.train.init_from);
+    } catch (const Error& e) {
+      fail("train.init_from: {}", e.what());
+    }
+  }
   if (cfg.data.val.empty()) return;
   infer::EvalOptions eo;
   eo.batch_size = cfg.train.batch_size;
@@ -192,6 +222,7 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
 
   // Initialised on the CPU (the same draws whatever the device), then moved.
   nn::Model model(cfg.model, dtype, tc.seed);
+  if (!opts.resume && !tc.init_from.empty()) init_from_weights(model.params(), cfg, tok, opts.verify);
   model.params().move_to(device);
   // Plain data parallelism averages gradients in buckets during backward; ZeRO-1 (dist.zero1,
   // several ranks) reduce-scatters them after it, and this rank's AdamW holds only the parameters
@@ -225,7 +256,9 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
                                dtype_name(dtype), tokens_per_step,
                                tc.batch_size, tc.seq_len, accum, world,
                                comm->name() + (dp.zero1() ? ", ZeRO-1" : ""), tc.steps,
-                               ckpt ? fmt::format(", resuming from step {}", step) : ""));
+                               ckpt                      ? fmt::format(", resuming from step {}", step)
+                               : !tc.init_from.empty() ? fmt::format(", initialised from {}", tc.init_from)
+                                                         : ""));
   if (lead && !ckpt)
     metrics->write({{"step", 0}, {"event", "start"}, {"config", config::to_json(cfg)},
                    {"params", model.params().count()}, {"train_flops_per_token", stats.train_flops_per_token}});
@@ -261,8 +294,8 @@ TrainSummary train_with(const TrainOptions& opts, dist::Communicator* comm, Devi
     metrics->write({{"step", at_step}, {"event", "eval"}, {"val_loss", r.loss}, {"val_ppl", r.perplexity},
                    {"val_bpb", std::isnan(r.bits_per_byte) ? nlohmann::json() : nlohmann::json(r.bits_per_byte)},
                    {"val_tokens", r.tokens}});
-    progress.message(fmt::format("step {}: val loss {:.4f} | ppl {:.2f} | {:.3f} bits/byte", at_step, r.loss,
-                                 r.perplexity, r.bits_per_byte));
+    progress.message(fmt::format("step {}: val loss {:.4f} | ppl {:.2f} | {}", at_step, r.loss, r.perplexity,
+                                 infer::bits_per_byte_text(r.bits_per_byte)));
   };
 
   auto window_start = std::chrono::steady_clock::now();

@@ -38,7 +38,7 @@ with open("oov.bin", "wb") as f:
 PY
 expect_fail "oov.bin: token id 60000 at position 10" "$GTA" train run.yaml --set train.out_dir=oov \
   --set data.train=oov.bin --set data.mode=sequential --set data.val=
-expect_fail "oov.bin: token id 60000 at position 10" "$GTA" eval run --data oov.bin --seq-len 16
+expect_fail "oov.bin: token id 60000 at position 10 (byte offset 1044)" "$GTA" eval run --data oov.bin --seq-len 16
 
 # generate: the KV cache grows as it fills; a request that could never fit is refused, in bytes.
 expect_fail "would need a KV cache of" "$GTA" generate run --prompt "The " -n 100000000000
