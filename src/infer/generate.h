@@ -23,6 +23,9 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int64_t eos_id = -1;         // stop a sequence when it samples this id (-1: never)
   int64_t prefill_chunk = 0;   // prompt tokens per prefill forward (0: the whole prompt at once)
+  // The model's context in tokens (the sequence length it was trained with): prompt and new
+  // tokens must fit in it, and the KV cache never grows past it. 0: unknown, no limit.
+  int64_t context = 0;
 };
 
 struct GenerateStats {
