@@ -25,6 +25,40 @@ namespace {
 
 std::string source_dir() { return GTA_SOURCE_DIR; }
 
+// Every document DocumentReader yields from `files`, reading `chunk_bytes` at a time.
+std::vector<std::string> read_documents(const std::vector<std::string>& files, size_t chunk_bytes = 1 << 20,
+                                        const std::string& doc_split = "blank-lines") {
+  DocumentReader r(files, "text", doc_split, chunk_bytes);
+  std::vector<std::string> docs;
+  for (std::string d; r.next(d);) docs.push_back(d);
+  return docs;
+}
+
+// The documents of a whole plain text in memory (blank-line separated, a trailing '\r' of the
+// last line dropped): the definition DocumentReader streams, written out independently.
+std::vector<std::string> blank_line_documents(const std::string& text) {
+  std::vector<std::string> docs, lines;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    lines.push_back(text.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  lines.emplace_back();  // closes the last document
+  std::string doc;
+  for (const auto& l : lines) {
+    if (l.find_first_not_of(" \t\r\f\v") != std::string::npos) {
+      doc += (doc.empty() ? "" : "\n") + l;
+    } else if (!doc.empty()) {
+      if (doc.back() == '\r') doc.pop_back();
+      docs.push_back(doc);
+      doc.clear();
+    }
+  }
+  return docs;
+}
+
 std::vector<int32_t> iota_tokens(size_t n, int32_t base, int32_t mod) {
   std::vector<int32_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = int32_t((uint64_t(base) + i) % uint64_t(mod));
@@ -446,10 +480,10 @@ TEST(Data, TokenizerTrainEncodeDecode) {
   TempDir d;
   std::string text = read_file(source_dir() + "/tests/data/tiny.txt");
   ASSERT_GT(text.size(), 10000u);
-  auto docs = split_blank_line_documents(text);
+  auto docs = blank_line_documents(text);
   TokenizerTrainOptions to;
   to.seed = 3;
-  Tokenizer::train(std::vector<std::string_view>(docs.begin(), docs.end()), 512, d / "a", to);
+  Tokenizer::train(docs, 512, d / "a", to);
   Tokenizer t = Tokenizer::load(d / "a.model");
   EXPECT_EQ(t.vocab_size(), 512);
   EXPECT_EQ(t.eos_id(), 2);
@@ -465,8 +499,12 @@ TEST(Data, TokenizerTrainEncodeDecode) {
   }
   EXPECT_LE(t.encode("First Citizen").size(), 6u) << "common words should be few tokens";
   // Same seed, same model bytes.
-  Tokenizer::train(std::vector<std::string_view>(docs.begin(), docs.end()), 512, d / "b", to);
+  Tokenizer::train(docs, 512, d / "b", to);
   EXPECT_EQ(sha256_file(d / "b.model"), t.checksum());
+  // Documents streamed through a visitor train the same model.
+  Tokenizer::train([&](const Tokenizer::DocumentVisitor& visit) { for (const auto& doc : docs) visit(doc); }, 512,
+                   d / "c", to);
+  EXPECT_EQ(sha256_file(d / "c.model"), t.checksum());
 }
 
 TEST(Data, TokenizerLoadErrors) {
@@ -479,13 +517,25 @@ TEST(Data, TokenizerLoadErrors) {
 
 // ------------------------------------------------------------------------------ prepare
 
-TEST(Data, SplitBlankLineDocuments) {
-  auto docs = split_blank_line_documents("\n\nA:\nhello\n\n  \n\nB:\r\nbye\r\n\n\nC\n");
-  ASSERT_EQ(docs.size(), 3u);
-  EXPECT_EQ(docs[0], "A:\nhello");
-  EXPECT_EQ(docs[1], "B:\r\nbye");
-  EXPECT_EQ(docs[2], "C");
-  EXPECT_TRUE(split_blank_line_documents("\n \n").empty());
+TEST(Data, DocumentReaderBlankLinesAnyChunkSize) {
+  TempDir d;
+  const std::string a = d.write("a.txt", "\n\nA:\nhello\n\n  \n\nB:\r\nbye\r\n\n\nC\n");
+  const std::string b = d.write("b.txt", "no newline at the end\r");
+  const std::string blank = d.write("blank.txt", "\n \n");
+  const std::vector<std::string> want = {"A:\nhello", "B:\r\nbye", "C", "no newline at the end"};
+  // Chunks that end inside lines, on '\n' and across files.
+  for (size_t chunk : {1, 2, 3, 7, 1 << 20}) {
+    EXPECT_EQ(read_documents({a, blank, b}, chunk), want) << "chunk " << chunk;
+    EXPECT_EQ(read_documents({a, b}, chunk, "file"),
+              (std::vector<std::string>{read_file(a), "no newline at the end\r"}))
+        << "chunk " << chunk;
+  }
+  const std::string tiny = read_file(source_dir() + "/tests/data/tiny.txt");
+  const auto docs = blank_line_documents(tiny);
+  ASSERT_GT(docs.size(), 50u);
+  for (size_t chunk : {5, 4099, 1 << 20}) {
+    EXPECT_EQ(read_documents({source_dir() + "/tests/data/tiny.txt"}, chunk), docs) << "chunk " << chunk;
+  }
 }
 
 TEST(Data, ChooseValidation) {
@@ -499,27 +549,30 @@ TEST(Data, ChooseValidation) {
   EXPECT_ERROR_HAS(choose_validation(10, 1.5, 1), "val-fraction");
 }
 
-TEST(Data, CorpusJsonlAndErrors) {
+TEST(Data, DocumentReaderJsonlAndErrors) {
   TempDir d;
   write_file(d / "a.jsonl", "{\"text\": \"first doc\", \"id\": 1}\n\n{\"text\": \"second\\ndoc\"}\n");
   write_file(d / "b.txt", "para one\nline two\n\n\npara two\n");
   write_file(d / "bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": oops}\n");
   write_file(d / "nofield.jsonl", "{\"text\": \"ok\"}\n{\"body\": \"x\"}\n");
   write_file(d / "notstr.jsonl", "{\"text\": 5}\n");
-  Corpus c;
-  load_corpus({d / "a.jsonl", d / "b.txt"}, "text", "blank-lines", c);
-  ASSERT_EQ(c.docs.size(), 4u);
-  EXPECT_EQ(c.docs[0], "first doc");
-  EXPECT_EQ(c.docs[1], "second\ndoc");
-  EXPECT_EQ(c.docs[2], "para one\nline two");
-  EXPECT_EQ(c.docs[3], "para two");
-  Corpus c2;
-  EXPECT_ERROR_HAS(load_corpus({d / "bad.jsonl"}, "text", "blank-lines", c2), "bad.jsonl:2",
-                   "invalid JSON");
-  EXPECT_ERROR_HAS(load_corpus({d / "nofield.jsonl"}, "text", "blank-lines", c2),
-                   "nofield.jsonl:2", "no field 'text'");
-  EXPECT_ERROR_HAS(load_corpus({d / "notstr.jsonl"}, "text", "blank-lines", c2),
-                   "notstr.jsonl:1", "expected a string");
+  write_file(d / "empty.jsonl", "{\"text\": \"one\"}\n{\"text\": \"  \"}\n{\"text\": \"\"}\n");
+  for (size_t chunk : {1, 6, 1 << 20}) {
+    EXPECT_EQ(read_documents({d / "a.jsonl", d / "b.txt"}, chunk),
+              (std::vector<std::string>{"first doc", "second\ndoc", "para one\nline two", "para two"}))
+        << "chunk " << chunk;
+    EXPECT_ERROR_HAS(read_documents({d / "bad.jsonl"}, chunk), "bad.jsonl:2", "invalid JSON");
+    EXPECT_ERROR_HAS(read_documents({d / "nofield.jsonl"}, chunk), "nofield.jsonl:2", "no field 'text'");
+    EXPECT_ERROR_HAS(read_documents({d / "notstr.jsonl"}, chunk), "notstr.jsonl:1", "expected a string");
+  }
+  DocumentReader r({d / "empty.jsonl"}, "text", "blank-lines");
+  std::string doc;
+  ASSERT_TRUE(r.next(doc));
+  EXPECT_EQ(doc, "one");
+  EXPECT_FALSE(r.next(doc));
+  EXPECT_EQ(r.n_skipped_empty(), 2u);
+  EXPECT_ERROR_HAS(read_documents({d / "missing.txt"}), "missing.txt");
+  EXPECT_ERROR_HAS(DocumentReader({}, "text", "paragraphs"), "unknown document split 'paragraphs'");
   // Directories are searched recursively, sorted, hidden entries skipped.
   fs::create_directories(d.path() / "sub" / ".git");
   write_file(d / "sub/z.md", "zz");
@@ -531,10 +584,10 @@ TEST(Data, CorpusJsonlAndErrors) {
   EXPECT_ERROR_HAS(collect_input_files({d / "missing.txt"}), "missing.txt", "does not exist");
   // Invalid UTF-8 is replaced, not fatal.
   write_file(d / "latin1.txt", "caf\xE9\n");
-  Corpus c3;
-  load_corpus({d / "latin1.txt"}, "text", "blank-lines", c3);
-  EXPECT_EQ(c3.n_fixed_utf8, 1u);
-  EXPECT_EQ(c3.docs[0], "caf\xEF\xBF\xBD");
+  DocumentReader latin({d / "latin1.txt"}, "text", "blank-lines");
+  ASSERT_TRUE(latin.next(doc));
+  EXPECT_EQ(doc, "caf\xEF\xBF\xBD");
+  EXPECT_EQ(latin.n_fixed_utf8(), 1u);
 }
 
 TEST(Data, PrepareEndToEnd) {
@@ -563,7 +616,7 @@ TEST(Data, PrepareEndToEnd) {
   Tokenizer tok = Tokenizer::load(d / "out/tokenizer.model");
   EXPECT_EQ(tok.checksum(), r.tokenizer_sha256);
   std::string text = read_file(source_dir() + "/tests/data/tiny.txt");
-  auto docs = split_blank_line_documents(text);
+  auto docs = blank_line_documents(text);
   auto is_val = choose_validation(docs.size(), o.val_fraction, o.seed);
   std::vector<std::string> train_docs;
   for (size_t i = 0; i < docs.size(); ++i) if (!is_val[i]) train_docs.emplace_back(docs[i]);
@@ -595,4 +648,39 @@ TEST(Data, PrepareEndToEnd) {
   auto r2 = prepare(o);
   EXPECT_EQ(r2.tokenizer_sha256, r.tokenizer_sha256);
   EXPECT_EQ(r2.train.n_tokens, r.train.n_tokens);
+}
+
+// The corpus is streamed through a bounded buffer: shards, tokenizer and manifest are the same
+// bytes whether every document is in memory at once (a buffer larger than the corpus) or the
+// buffer holds one document at a time, read in odd chunk sizes, with any number of threads.
+TEST(Data, PrepareStreamedEqualsInMemory) {
+  TempDir d;
+  std::string jsonl;
+  for (int i = 0; i < 40; ++i)
+    jsonl += nlohmann::json{{"text", fmt::format("record {}\nwith two lines \u00e9 {}", i, i * i)}}.dump() + "\n";
+  const std::string records = d.write("records.jsonl", jsonl);
+  auto run = [&](const std::string& name, uint64_t buffer_bytes, int threads) {
+    PrepareOptions o;
+    o.inputs = {source_dir() + "/tests/data/tiny.txt", records};
+    o.out_dir = d / name;
+    o.vocab_size = 384;
+    o.shard_tokens = 3000;
+    o.threads = threads;
+    o.buffer_bytes = buffer_bytes;
+    o.progress = false;
+    o.command_line = "gta prepare (test)";
+    return prepare(o);
+  };
+  const PrepareResult whole = run("whole", uint64_t(1) << 30, 2);
+  ASSERT_GT(whole.train.shards.size(), 3u);
+  std::vector<std::string> files = {"tokenizer.model", "prepare.json"};
+  for (const auto& s : whole.train.shards) files.push_back(s);
+  for (const auto& s : whole.val.shards) files.push_back(s);
+  for (auto [buffer, threads] : std::vector<std::pair<uint64_t, int>>{{1, 1}, {7, 3}, {4099, 2}}) {
+    const std::string name = fmt::format("buffer_{}", buffer);
+    const PrepareResult r = run(name, buffer, threads);
+    EXPECT_EQ(r.manifest, whole.manifest) << name;
+    for (const auto& f : files)
+      EXPECT_TRUE(read_file(d / (name + "/" + f)) == read_file(d / ("whole/" + f))) << name << ": " << f << " differs";
+  }
 }

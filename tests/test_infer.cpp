@@ -233,6 +233,15 @@ TEST(InferGenerate, StopsAtEosAndChecksInputs) {
   EXPECT_THROW(gta::infer::generate(m, {{}}, opt), gta::Error);           // empty prompt
   EXPECT_THROW(gta::infer::generate(m, {{1, 37}}, opt), gta::Error);      // id >= vocab
   EXPECT_THROW(gta::infer::generate(m, {}, opt), gta::Error);
+
+  // The model's context bounds prompt + new tokens: 2 + 3 fit in 5 (same tokens as with no
+  // limit), 2 + 4 are refused.
+  const auto unlimited = gta::infer::generate(m, {{1, 2}}, opt);
+  opt.context = 5;
+  EXPECT_EQ(gta::infer::generate(m, {{1, 2}}, opt).tokens, unlimited.tokens);
+  opt.max_new_tokens = 4;
+  EXPECT_ERROR_HAS(gta::infer::generate(m, {{1, 2}}, opt), "2 prompt tokens + 4 new tokens = 6",
+                   "context of 5 tokens", "at most 3");
 }
 
 // ---- sampler ----------------------------------------------------------------------------------------

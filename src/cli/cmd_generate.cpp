@@ -86,6 +86,7 @@ void run_generate(const GenerateCliOptions& o) {
   const size_t n_prefix = prompt.size();
   tok.encode_append(o.prompt, prompt);
   infer::GenerateOptions gen = o.gen;
+  gen.context = info.context;
   // By default a sample ends with its document (EOS); --across-documents keeps going and prints
   // each document boundary as a blank line.
   gen.eos_id = o.across_documents ? -1 : tok.eos_id();

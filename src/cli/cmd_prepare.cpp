@@ -10,6 +10,7 @@ void register_prepare(CLI::App& app) {
   struct State {
     data::PrepareOptions opts;
     bool quiet = false;
+    uint64_t buffer_mb = data::PrepareOptions{}.buffer_bytes >> 20;
   };
   auto st = std::make_shared<State>();
   data::PrepareOptions* opts = &st->opts;
@@ -50,11 +51,18 @@ void register_prepare(CLI::App& app) {
       ->check(CLI::IsMember({"blank-lines", "file"}));
   cmd->add_option("--threads", opts->threads, "Encoding threads (0: all cores)")
       ->capture_default_str();
+  cmd->add_option("--buffer-mb", st->buffer_mb,
+                  "MB of documents in flight between reading and writing shards: with the tokenizer's "
+                  "sample (--tokenizer-sentences) and the largest document, this bounds memory, not the "
+                  "corpus size; the output does not depend on it")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(1), uint64_t(1) << 30));
   cmd->add_flag("--force", opts->force, "Replace a non-empty output directory");
   cmd->add_flag("--quiet,-q", st->quiet, "No progress output");
   cmd->add_flag("--verbose", opts->verbose, "Show SentencePiece's training log");
   cmd->callback([st]() {
     st->opts.progress = !st->quiet;
+    st->opts.buffer_bytes = st->buffer_mb << 20;
     data::prepare(st->opts);
   });
 }

@@ -18,6 +18,13 @@ namespace fs = std::filesystem;
 
 // ---- Value ---------------------------------------------------------------------------------
 
+Value::Value() = default;
+Value::Value(const Value&) = default;
+Value::Value(Value&&) noexcept = default;
+Value& Value::operator=(const Value&) = default;
+Value& Value::operator=(Value&&) noexcept = default;
+Value::~Value() = default;
+
 const Value* Value::find(const std::string& key) const {
   for (const auto& [k, v] : items)
     if (k == key) return &v;

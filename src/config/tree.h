@@ -20,6 +20,17 @@ struct Value {
   std::string where;      // where the value is: "file:line:col", "override 'k=v'", or a source name
   std::string key_where;  // where its key is (for map entries)
 
+  // Declared here and defaulted in tree.cpp, where Value is complete: `items` holds
+  // pair<string, Value>, and a pair may not be instantiated over an incomplete type. Implicit
+  // members would be defined inside this class, where libstdc++ 12's std::pair checks (under
+  // clang) reject it; the defaulted ones behave the same.
+  Value();
+  Value(const Value&);
+  Value(Value&&) noexcept;
+  Value& operator=(const Value&);
+  Value& operator=(Value&&) noexcept;
+  ~Value();
+
   bool is_map() const { return kind == Kind::map; }
   const Value* find(const std::string& key) const;
   Value* find(const std::string& key);

@@ -3,22 +3,21 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <set>
-#include <sstream>
 #include <thread>
 
 #include "core/durable_file.h"
 #include "core/error.h"
 #include "core/progress_line.h"
 #include "core/sha256.h"
+#include "data/document_reader.h"
 #include "data/rng.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
@@ -27,90 +26,6 @@ namespace fs = std::filesystem;
 
 namespace gta::data {
 namespace {
-
-const std::set<std::string> kTextExt = {
-    ".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".org", ".csv", ".tsv", ".html", ".htm",
-    ".xml", ".py", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".cu", ".cuh", ".java", ".js", ".ts",
-    ".go", ".rs", ".rb", ".sh", ".lua", ".jl", ".hs", ".ml", ".scala", ".kt", ".swift", ".m",
-    ".sql", ".yaml", ".yml", ".toml", ".css"};
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-bool is_jsonl(const std::string& path) {
-  auto e = lower(fs::path(path).extension().string());
-  return e == ".jsonl" || e == ".ndjson";
-}
-
-std::string read_whole(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open input file {}", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail("read error on input file {}", path);
-  return std::move(ss).str();
-}
-
-bool is_blank(std::string_view line) {
-  return std::all_of(line.begin(), line.end(),
-                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; });
-}
-
-// Length of the valid UTF-8 sequence at s[i], or 0 when invalid.
-size_t utf8_len(std::string_view s, size_t i) {
-  auto b = [&](size_t k) { return uint8_t(s[k]); };
-  uint8_t c = b(i);
-  if (c < 0x80) return 1;
-  size_t n;
-  uint32_t cp;
-  if ((c & 0xE0) == 0xC0) { n = 2; cp = c & 0x1F; }
-  else if ((c & 0xF0) == 0xE0) { n = 3; cp = c & 0x0F; }
-  else if ((c & 0xF8) == 0xF0) { n = 4; cp = c & 0x07; }
-  else return 0;
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b(i + k) & 0x3F);
-  }
-  if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-      cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return n;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    if (uint8_t(s[i]) < 0x80) { ++i; continue; }
-    size_t n = utf8_len(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-std::string fix_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 16);
-  for (size_t i = 0; i < s.size();) {
-    size_t n = utf8_len(s, i);
-    if (n == 0) { out += "\xEF\xBF\xBD"; ++i; }
-    else { out.append(s.substr(i, n)); i += n; }
-  }
-  return out;
-}
-
-void add_doc(Corpus& c, std::string_view d) {
-  if (d.empty() || is_blank(d)) { ++c.n_skipped_empty; return; }
-  if (!valid_utf8(d)) {
-    c.storage.push_back(fix_utf8(d));
-    d = c.storage.back();
-    ++c.n_fixed_utf8;
-  }
-  c.docs.push_back(d);
-  c.n_bytes += d.size();
-}
 
 // ---- progress on stderr -----------------------------------------------------------------
 
@@ -146,108 +61,164 @@ class Progress {
 
 // ---- parallel encode + ordered shard writing ---------------------------------------------
 
-SplitStats encode_split(const std::vector<std::string_view>& docs, const Tokenizer& tok,
-                        const fs::path& dir, const std::string& split, uint64_t shard_tokens,
-                        int threads, bool progress) {
-  SplitStats stats;
-  const size_t n = docs.size();
-  const size_t window = 4096;  // documents in flight (bounds memory)
-  std::vector<std::vector<int32_t>> slots(window);
-  std::vector<char> ready(window, 0);
+// The shards of one split: documents appended in order, a new shard begun at the first document
+// boundary past shard_tokens.
+class SplitShards {
+ public:
+  SplitShards(fs::path dir, std::string split, const Tokenizer& tok, uint64_t shard_tokens)
+      : dir_(std::move(dir)), split_(std::move(split)), tok_(tok), shard_tokens_(shard_tokens) {}
+
+  void add(const std::vector<int32_t>& ids, uint64_t n_bytes) {
+    if (!writer_) {
+      std::string name = fmt::format("{}_{:06d}.h5", split_, stats_.shards.size());
+      stats_.shards.push_back(name);
+      writer_ = std::make_unique<ShardWriter>((dir_ / name).string(), uint64_t(tok_.vocab_size()),
+                                              tok_.checksum());
+    }
+    writer_->add_document(ids, n_bytes);
+    stats_.n_tokens += ids.size();
+    stats_.n_bytes += n_bytes;
+    stats_.n_documents += 1;
+    if (writer_->meta().n_tokens >= shard_tokens_) {
+      writer_->close();
+      writer_.reset();
+    }
+  }
+  SplitStats finish() {
+    if (writer_) writer_->close();
+    writer_.reset();
+    return stats_;
+  }
+
+ private:
+  fs::path dir_;
+  std::string split_;
+  const Tokenizer& tok_;
+  uint64_t shard_tokens_;
+  std::unique_ptr<ShardWriter> writer_;
+  SplitStats stats_;
+};
+
+// One pass over the corpus: the calling thread reads documents in order and writes each, in
+// order, to its split's shards; `threads` workers encode them in between. The documents in
+// flight (text until encoded, then tokens) hold at most `buffer_bytes`, or the one document
+// that alone is larger, so memory does not grow with the corpus. The output is the same for
+// any buffer size and thread count.
+void encode_corpus(DocumentReader& reader, const std::vector<bool>& is_val, const Tokenizer& tok,
+                   SplitShards& train, SplitShards& val, size_t buffer_bytes, int threads,
+                   bool progress) {
+  struct Doc {
+    std::string text;
+    std::vector<int32_t> ids;
+    uint64_t n_bytes = 0;
+    bool val = false, ready = false;
+  };
+  // A deque keeps references to its elements valid when the reader appends and the writer pops,
+  // so a worker encodes its document outside the lock.
+  std::deque<Doc> queue;
+  size_t unclaimed = 0;  // index in queue of the first document no worker has taken
+  size_t in_flight = 0;  // bytes held by queue's documents
   std::mutex m;
-  std::condition_variable cv_ready, cv_space;
-  size_t next = 0, consumed = 0;
-  bool abort = false;
+  std::condition_variable cv_work, cv_ready;
+  bool stop = false;
   std::exception_ptr worker_error;
   const int eos = tok.eos_id();
 
   auto worker = [&] {
-    std::vector<int32_t> ids;
     for (;;) {
-      size_t i;
+      Doc* d;
       {
         std::unique_lock lk(m);
-        cv_space.wait(lk, [&] { return abort || next >= n || next < consumed + window; });
-        if (abort || next >= n) return;
-        i = next++;
+        cv_work.wait(lk, [&] { return stop || unclaimed < queue.size(); });
+        if (stop) return;
+        d = &queue[unclaimed++];
       }
-      ids.clear();
+      std::vector<int32_t> ids;
       try {
-        tok.encode_append(docs[i], ids);
+        tok.encode_append(d->text, ids);
+        ids.push_back(eos);
       } catch (...) {
         std::lock_guard lk(m);
         if (!worker_error) worker_error = std::current_exception();
-        abort = true;
+        stop = true;
         cv_ready.notify_all();
-        cv_space.notify_all();
+        cv_work.notify_all();
         return;
       }
-      ids.push_back(eos);
       std::lock_guard lk(m);
-      slots[i % window].swap(ids);
-      ready[i % window] = 1;
+      in_flight -= d->text.capacity();
+      std::string().swap(d->text);  // only the tokens wait for the writer
+      d->ids = std::move(ids);
+      in_flight += d->ids.capacity() * sizeof(int32_t);
+      d->ready = true;
       cv_ready.notify_all();
     }
   };
-  int nt = std::max(1, threads);
   std::vector<std::thread> pool;
-  for (int t = 0; t < nt; ++t) pool.emplace_back(worker);
-
   auto stop_workers = [&] {
     {
       std::lock_guard lk(m);
-      abort = true;
+      stop = true;
     }
-    cv_space.notify_all();
-    for (auto& t : pool)
-      if (t.joinable()) t.join();
+    cv_work.notify_all();
+    for (auto& t : pool) t.join();
   };
 
   try {
-    Progress prog(progress, split, n);
-    std::unique_ptr<ShardWriter> writer;
-    auto open_next = [&] {
-      std::string name = fmt::format("{}_{:06d}.h5", split, stats.shards.size());
-      stats.shards.push_back(name);
-      writer = std::make_unique<ShardWriter>((dir / name).string(), uint64_t(tok.vocab_size()),
-                                             tok.checksum());
+    for (int t = 0; t < std::max(1, threads); ++t) pool.emplace_back(worker);
+    Progress prog(progress, "encode", is_val.size());
+    uint64_t n_written = 0, bytes_written = 0;
+    // Waits for the oldest document in flight and writes it.
+    auto write_oldest = [&] {
+      std::unique_lock lk(m);
+      cv_ready.wait(lk, [&] { return stop || queue.front().ready; });
+      if (!queue.front().ready) {
+        if (worker_error) std::rethrow_exception(worker_error);
+        fail("encoding stopped unexpectedly");
+      }
+      Doc d = std::move(queue.front());
+      queue.pop_front();
+      --unclaimed;
+      in_flight -= d.ids.capacity() * sizeof(int32_t);
+      lk.unlock();
+      (d.val ? val : train).add(d.ids, d.n_bytes);
+      bytes_written += d.n_bytes;
+      prog.update(++n_written, bytes_written);
     };
-    std::vector<int32_t> cur;
-    uint64_t bytes_done = 0;
-    for (size_t i = 0; i < n; ++i) {
-      {
+    auto queue_empty = [&] {
+      std::lock_guard lk(m);
+      return queue.empty();
+    };
+
+    std::string text;
+    size_t i = 0;
+    for (; reader.next(text); ++i) {
+      GTA_CHECK(i < is_val.size(), "the inputs changed while gta prepare read them: {} documents now, {} before",
+                i + 1, is_val.size());
+      for (;;) {
         std::unique_lock lk(m);
-        cv_ready.wait(lk, [&] { return abort || ready[i % window]; });
-        if (!ready[i % window]) {
-          if (worker_error) std::rethrow_exception(worker_error);
-          fail("encoding stopped unexpectedly");
-        }
-        cur.swap(slots[i % window]);
-        slots[i % window].clear();
-        ready[i % window] = 0;
-        consumed = i + 1;
+        if (queue.empty() || in_flight + text.capacity() <= buffer_bytes) break;
+        lk.unlock();
+        write_oldest();
       }
-      cv_space.notify_all();
-      if (!writer) open_next();
-      writer->add_document(cur, docs[i].size());
-      stats.n_tokens += cur.size();
-      stats.n_bytes += docs[i].size();
-      stats.n_documents += 1;
-      bytes_done += docs[i].size();
-      if (writer->meta().n_tokens >= shard_tokens) {
-        writer->close();
-        writer.reset();
+      {
+        const uint64_t n_bytes = text.size();
+        std::lock_guard lk(m);
+        in_flight += text.capacity();
+        queue.push_back(Doc{std::move(text), {}, n_bytes, is_val[i]});
       }
-      prog.update(i + 1, bytes_done);
+      cv_work.notify_one();
+      text = std::string();
     }
-    if (writer) writer->close();
-    prog.update(n, bytes_done, true);
+    GTA_CHECK(i == is_val.size(), "the inputs changed while gta prepare read them: {} documents now, {} before",
+              i, is_val.size());
+    while (!queue_empty()) write_oldest();
+    prog.update(n_written, bytes_written, true);
   } catch (...) {
     stop_workers();
     throw;
   }
   stop_workers();
-  return stats;
 }
 
 nlohmann::json split_json(const SplitStats& s) {
@@ -276,109 +247,6 @@ std::string read_proc_cmdline() {
 }
 
 }  // namespace
-
-// ---- inputs -----------------------------------------------------------------------------
-
-std::vector<std::string> collect_input_files(const std::vector<std::string>& inputs) {
-  GTA_CHECK(!inputs.empty(), "no input given (expected --input PATH)");
-  std::vector<std::string> out;
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    if (fs::is_directory(in, ec)) {
-      std::vector<std::string> found;
-      auto it = fs::recursive_directory_iterator(in, fs::directory_options::skip_permission_denied, ec);
-      if (ec) fail("cannot list input directory {}: {}", in, ec.message());
-      for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) fail("cannot list input directory {}: {}", in, ec.message());
-        const auto& p = it->path();
-        std::string name = p.filename().string();
-        if (!name.empty() && name[0] == '.') {
-          if (it->is_directory()) it.disable_recursion_pending();
-          continue;
-        }
-        if (!it->is_regular_file()) continue;
-        std::string ext = lower(p.extension().string());
-        if (kTextExt.count(ext) || is_jsonl(name)) found.push_back(p.string());
-      }
-      if (found.empty())
-        fail("input directory {} contains no text or JSONL files (looked for .txt, .md, .jsonl, "
-             ".py, ...)", in);
-      std::sort(found.begin(), found.end());
-      out.insert(out.end(), found.begin(), found.end());
-    } else if (fs::exists(in, ec)) {
-      out.push_back(in);
-    } else {
-      fail("input {} does not exist", in);
-    }
-  }
-  return out;
-}
-
-std::vector<std::string_view> split_blank_line_documents(std::string_view text) {
-  std::vector<std::string_view> docs;
-  size_t pos = 0, doc_start = std::string_view::npos, doc_end = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    size_t end = nl == std::string_view::npos ? text.size() : nl;
-    std::string_view line = text.substr(pos, end - pos);
-    if (is_blank(line)) {
-      if (doc_start != std::string_view::npos) {
-        docs.push_back(text.substr(doc_start, doc_end - doc_start));
-        doc_start = std::string_view::npos;
-      }
-    } else {
-      if (doc_start == std::string_view::npos) doc_start = pos;
-      doc_end = end;
-      if (doc_end > doc_start && text[doc_end - 1] == '\r') --doc_end;
-    }
-    pos = end + 1;
-  }
-  if (doc_start != std::string_view::npos) docs.push_back(text.substr(doc_start, doc_end - doc_start));
-  return docs;
-}
-
-void load_corpus(const std::vector<std::string>& files, const std::string& jsonl_field,
-                 const std::string& doc_split, Corpus& corpus) {
-  GTA_CHECK(doc_split == "blank-lines" || doc_split == "file",
-            "unknown document split '{}' (expected blank-lines or file)", doc_split);
-  for (const auto& path : files) {
-    if (is_jsonl(path)) {
-      std::ifstream f(path, std::ios::binary);
-      if (!f) fail("cannot open input file {}", path);
-      std::string line;
-      uint64_t lineno = 0;
-      while (std::getline(f, line)) {
-        ++lineno;
-        if (is_blank(line)) continue;
-        nlohmann::json j;
-        try {
-          j = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::parse_error& e) {
-          fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
-        }
-        if (!j.is_object()) fail("{}:{}: expected a JSON object per line, got {}", path, lineno, j.type_name());
-        auto it = j.find(jsonl_field);
-        if (it == j.end())
-          fail("{}:{}: record has no field '{}' (choose the field with --jsonl-field)", path,
-               lineno, jsonl_field);
-        if (!it->is_string())
-          fail("{}:{}: field '{}' is a {}, expected a string", path, lineno, jsonl_field,
-               it->type_name());
-        corpus.storage.push_back(it->get<std::string>());
-        add_doc(corpus, corpus.storage.back());
-      }
-      if (f.bad()) fail("read error on input file {}", path);
-    } else {
-      corpus.storage.push_back(read_whole(path));
-      std::string_view text = corpus.storage.back();
-      if (doc_split == "file") {
-        add_doc(corpus, text);
-      } else {
-        for (auto d : split_blank_line_documents(text)) add_doc(corpus, d);
-      }
-    }
-  }
-}
 
 std::vector<bool> choose_validation(size_t n, double val_fraction, uint64_t seed) {
   GTA_CHECK(val_fraction >= 0.0 && val_fraction < 1.0,
@@ -416,20 +284,31 @@ PrepareResult prepare(const PrepareOptions& opts) {
 
   PrepareResult res;
   res.input_files = collect_input_files(opts.inputs);
-  Corpus corpus;
-  load_corpus(res.input_files, opts.jsonl_field, opts.doc_split, corpus);
-  say(fmt::format("read {} files: {} documents, {:.1f} MB{}", res.input_files.size(),
-                  corpus.docs.size(), double(corpus.n_bytes) / 1e6,
-                  corpus.n_fixed_utf8 ? fmt::format(" ({} documents had invalid UTF-8, replaced by "
-                                                    "U+FFFD)", corpus.n_fixed_utf8)
-                                      : std::string()));
-  if (corpus.docs.size() < 2)
-    fail("inputs hold {} non-empty document(s); at least 2 are needed for a train/val split",
-         corpus.docs.size());
-  auto is_val = choose_validation(corpus.docs.size(), opts.val_fraction, opts.seed);
-  std::vector<std::string_view> train_docs, val_docs;
-  for (size_t i = 0; i < corpus.docs.size(); ++i)
-    (is_val[i] ? val_docs : train_docs).push_back(corpus.docs[i]);
+  // Passes over the corpus (counting, the tokenizer's two, encoding) each read it anew, a chunk
+  // and a document at a time.
+  const size_t buffer_bytes = size_t(std::max<uint64_t>(1, opts.buffer_bytes));
+  const size_t chunk_bytes = std::min<size_t>(buffer_bytes, size_t(1) << 20);
+  auto reader = [&] {
+    return DocumentReader(res.input_files, opts.jsonl_field, opts.doc_split, chunk_bytes);
+  };
+  uint64_t n_docs = 0, n_bytes = 0, n_skipped_empty = 0, n_fixed_utf8 = 0;
+  {
+    DocumentReader counter = reader();
+    for (std::string doc; counter.next(doc);) {
+      ++n_docs;
+      n_bytes += doc.size();
+    }
+    n_skipped_empty = counter.n_skipped_empty();
+    n_fixed_utf8 = counter.n_fixed_utf8();
+  }
+  say(fmt::format("read {} files: {} documents, {:.1f} MB{}", res.input_files.size(), n_docs,
+                  double(n_bytes) / 1e6,
+                  n_fixed_utf8 ? fmt::format(" ({} documents had invalid UTF-8, replaced by U+FFFD)",
+                                             n_fixed_utf8)
+                               : std::string()));
+  if (n_docs < 2)
+    fail("inputs hold {} non-empty document(s); at least 2 are needed for a train/val split", n_docs);
+  const std::vector<bool> is_val = choose_validation(n_docs, opts.val_fraction, opts.seed);
 
   // Everything is written under a temporary sibling and renamed at the end.
   fs::create_directories(out.parent_path(), ec);
@@ -450,14 +329,21 @@ PrepareResult prepare(const PrepareOptions& opts) {
   bool trained = opts.tokenizer.empty();
   if (trained) {
     say(fmt::format("training a {} tokenizer (vocab {}) on {} train documents ...",
-                    opts.model_type, opts.vocab_size, train_docs.size()));
+                    opts.model_type, opts.vocab_size,
+                    n_docs - uint64_t(std::count(is_val.begin(), is_val.end(), true))));
     TokenizerTrainOptions to;
     to.model_type = opts.model_type;
     to.seed = opts.seed;
     to.max_sentences = opts.tokenizer_sentences;
     to.verbose = opts.verbose;
     auto t0 = std::chrono::steady_clock::now();
-    Tokenizer::train(train_docs, opts.vocab_size, (tmp / "tokenizer").string(), to);
+    auto for_each_train_document = [&](const Tokenizer::DocumentVisitor& visit) {
+      DocumentReader r = reader();
+      std::string doc;
+      for (size_t i = 0; r.next(doc); ++i)
+        if (i < is_val.size() && !is_val[i]) visit(doc);
+    };
+    Tokenizer::train(for_each_train_document, opts.vocab_size, (tmp / "tokenizer").string(), to);
     tok = Tokenizer::load((tmp / "tokenizer.model").string());
     say(fmt::format("tokenizer: {} pieces, sha256 {} ({:.1f}s)", tok.vocab_size(),
                     tok.checksum().substr(0, 16),
@@ -474,8 +360,13 @@ PrepareResult prepare(const PrepareOptions& opts) {
   res.tokenizer_sha256 = tok.checksum();
   res.vocab_size = tok.vocab_size();
 
-  res.train = encode_split(train_docs, tok, tmp, "train", opts.shard_tokens, threads, opts.progress);
-  res.val = encode_split(val_docs, tok, tmp, "val", opts.shard_tokens, threads, opts.progress);
+  {
+    SplitShards train(tmp, "train", tok, opts.shard_tokens), val(tmp, "val", tok, opts.shard_tokens);
+    DocumentReader r = reader();
+    encode_corpus(r, is_val, tok, train, val, buffer_bytes, threads, opts.progress);
+    res.train = train.finish();
+    res.val = val.finish();
+  }
 
   // Long file lists (a source tree) are summarized by count and checksum.
   nlohmann::json input_files_json;
@@ -513,9 +404,9 @@ PrepareResult prepare(const PrepareOptions& opts) {
         {"bos_id", tok.bos_id()},
         {"trained", trained}}},
       {"documents",
-       {{"total", corpus.docs.size()},
-        {"skipped_empty", corpus.n_skipped_empty},
-        {"fixed_utf8", corpus.n_fixed_utf8}}},
+       {{"total", n_docs},
+        {"skipped_empty", n_skipped_empty},
+        {"fixed_utf8", n_fixed_utf8}}},
       {"train", split_json(res.train)},
       {"val", split_json(res.val)},
   };

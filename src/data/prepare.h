@@ -1,18 +1,20 @@
 // `gta prepare`: text / JSONL corpus -> SentencePiece tokenizer -> HDF5 train/val shards.
 //
-// Documents: each JSONL record (field `jsonl_field`) is one document; in plain text files,
-// documents are separated by one or more blank lines (doc_split = "blank-lines") or each file
-// is one document (doc_split = "file"). Documents are split into train/val deterministically
-// from the seed, encoded on all cores, and each is followed by EOS. Output (written to a
-// temporary directory, then renamed into place):
+// Documents (data/document_reader.h) are split into train/val deterministically from the seed,
+// encoded on all cores, and each is followed by EOS. The corpus is streamed, never held: each
+// pass reads it anew (count, the tokenizer's two, encode), and the documents in flight between
+// reading and writing hold at most buffer_bytes. Memory is that buffer, the tokenizer's sample
+// (tokenizer_sentences lines) and the largest document; what grows with the corpus is only the
+// split's 8 bytes per document while it is chosen, then 1 bit. Output (written to a temporary
+// directory, then renamed into place):
 //   DIR/tokenizer.model  DIR/train_000000.h5 ...  DIR/val_000000.h5 ...  DIR/prepare.json
 #pragma once
 #include <cstdint>
-#include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <string_view>
 #include <vector>
+
+#include "data/document_reader.h"
 
 namespace gta::data {
 
@@ -29,6 +31,8 @@ struct PrepareOptions {
   uint64_t shard_tokens = 100'000'000;  // start a new shard (at a document boundary) past this
   std::string doc_split = "blank-lines";  // blank-lines | file
   int threads = 0;                   // 0: all hardware cores
+  uint64_t buffer_bytes = uint64_t(256) << 20;  // documents in flight (text, then tokens); output
+                                                // does not depend on it
   bool force = false;                // replace a non-empty out_dir
   bool progress = true;              // progress lines on stderr
   bool verbose = false;              // SentencePiece's own logging
@@ -51,24 +55,6 @@ struct PrepareResult {
 PrepareResult prepare(const PrepareOptions& opts);
 
 // ---- pieces, exposed for tests --------------------------------------------------------
-
-// Expands inputs: files as given; directories recursively (text/code/JSONL extensions, hidden
-// entries skipped), sorted. Throws gta::Error naming an input that is missing or yields nothing.
-std::vector<std::string> collect_input_files(const std::vector<std::string>& inputs);
-
-// Documents of one plain-text file: runs of lines separated by blank (whitespace-only) lines.
-std::vector<std::string_view> split_blank_line_documents(std::string_view text);
-
-// All documents of the inputs. Views point into `storage` (stable: a deque).
-struct Corpus {
-  std::deque<std::string> storage;
-  std::vector<std::string_view> docs;
-  uint64_t n_bytes = 0;
-  uint64_t n_skipped_empty = 0;
-  uint64_t n_fixed_utf8 = 0;  // documents whose invalid UTF-8 was replaced by U+FFFD
-};
-void load_corpus(const std::vector<std::string>& files, const std::string& jsonl_field,
-                 const std::string& doc_split, Corpus& corpus);
 
 // Deterministic document split: true for validation documents. At least one document goes
 // to each side (requires n >= 2).

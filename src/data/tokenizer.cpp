@@ -239,6 +239,11 @@ void Tokenizer::train(const std::vector<std::string_view>& documents, int vocab_
   }, vocab_size, model_prefix, opts);
 }
 
+void Tokenizer::train(const std::function<void(const DocumentVisitor&)>& for_each_document, int vocab_size,
+                      const std::string& model_prefix, const TokenizerTrainOptions& opts) {
+  train_impl(for_each_document, vocab_size, model_prefix, opts);
+}
+
 void Tokenizer::train(const std::vector<std::string>& documents, int vocab_size,
                       const std::string& model_prefix, const TokenizerTrainOptions& opts) {
   train_impl([&](const std::function<void(std::string_view)>& visit) {

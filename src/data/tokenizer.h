@@ -2,6 +2,7 @@
 // that any UTF-8 text encodes, identity normalization so decode(encode(s)) == s).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,6 +37,12 @@ class Tokenizer {
   static void train(const std::vector<std::string>& documents, int vocab_size,
                     const std::string& model_prefix, const TokenizerTrainOptions& opts = {});
   static void train(const std::vector<std::string_view>& documents, int vocab_size,
+                    const std::string& model_prefix, const TokenizerTrainOptions& opts = {});
+  // Same, on the documents that for_each_document passes to its visitor: called twice (to count
+  // lines, then to sample them), presenting the same documents in the same order each time, so a
+  // corpus can be streamed from disk rather than held.
+  using DocumentVisitor = std::function<void(std::string_view)>;
+  static void train(const std::function<void(const DocumentVisitor&)>& for_each_document, int vocab_size,
                     const std::string& model_prefix, const TokenizerTrainOptions& opts = {});
   // Same, reading the training text from files.
   static void train_from_files(const std::vector<std::string>& files, int vocab_size,

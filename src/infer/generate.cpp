@@ -106,8 +106,16 @@ GenerateResult generate(const nn::Model& model, const std::vector<std::vector<in
     rngs.emplace_back(splitmix64(x));
   }
 
-  // The cache grows as tokens arrive (it starts with room for the prompt and a few hundred more);
-  // a request whose full cache could never fit in this machine's memory is refused up front.
+  GTA_CHECK(opt.context >= 0, "generate: context must be >= 0, got {}", opt.context);
+  // Positions past the trained context were never seen in training (RoPE extrapolates poorly),
+  // so such a request is refused rather than answered with degraded text.
+  GTA_CHECK(opt.context <= 0 || P + opt.max_new_tokens <= opt.context,
+            "generate: {} prompt tokens + {} new tokens = {} exceed the model's context of {} tokens (the sequence "
+            "length it was trained with); shorten the prompt or lower --max-new-tokens to at most {}",
+            P, opt.max_new_tokens, P + opt.max_new_tokens, opt.context, std::max<int64_t>(opt.context - P, 0));
+  // The cache grows as tokens arrive (it starts with room for the prompt and a few hundred more)
+  // up to the prompt and the new tokens, which fit in the context; a request whose full cache
+  // could never fit in this machine's memory is refused up front.
   const int64_t max_len = P + std::max<int64_t>(opt.max_new_tokens, 1);
   const double need = static_cast<double>(model.make_cache(B, 1).bytes()) * static_cast<double>(max_len);
   const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));

@@ -24,6 +24,9 @@ struct GenerateOptions {
   int64_t eos_id = -1;         // stop a sequence when it samples this id (-1: never)
   int64_t prefill_chunk = 0;   // prompt tokens per prefill forward (0: the whole prompt at once)
   bool logprobs = false;       // record ln p(token) of each generated token (GenerateResult::logprobs)
+  // The model's context in tokens (the sequence length it was trained with): prompt and new
+  // tokens must fit in it, and the KV cache never grows past it. 0: unknown, no limit.
+  int64_t context = 0;
 };
 
 struct GenerateStats {

@@ -371,6 +371,21 @@ std::string resolve_weights_file(const std::string& path) {
        path, kModelFile, kModelFile);
 }
 
+// train.seq_len of the run that wrote `file`, from the trainer.json beside a checkpoint's
+// model.safetensors; 0 when there is none.
+int64_t trained_context(const std::string& file) {
+  const fs::path p(file), tpath = p.parent_path() / kTrainerFile;
+  std::error_code ec;
+  if (p.filename() != kModelFile || !fs::is_regular_file(tpath, ec)) return 0;
+  const nlohmann::json tj = read_json_file(tpath.string());
+  const nlohmann::json::json_pointer ptr("/config/train/seq_len");
+  if (!tj.contains(ptr)) return 0;
+  const nlohmann::json& v = tj[ptr];
+  GTA_CHECK(v.is_number_integer() && v.get<int64_t>() >= 1,
+            "{}: \"config\".\"train\".\"seq_len\" must be a positive integer, got {}", tpath.string(), v.dump());
+  return v.get<int64_t>();
+}
+
 ModelWeightsInfo weights_info(const std::map<std::string, std::string>& md, const std::string& file) {
   ModelWeightsInfo w;
   w.source = file;
@@ -379,6 +394,7 @@ ModelWeightsInfo weights_info(const std::map<std::string, std::string>& md, cons
     GTA_CHECK(w.config->vocab_size > 0, "{}: metadata 'config' has no vocab_size", file);
   }
   if (md.count("step")) w.step = parse_int_metadata(md, "step", file);
+  w.context = trained_context(file);
   return w;
 }
 

@@ -110,11 +110,15 @@ void restore_checkpoint(const Checkpoint& ckpt, nn::Params& params, optim::AdamW
 //     newest complete checkpoint (list_checkpoints: step_<digits> holding all three files;
 //     .tmp-* and incomplete directories are ignored, exactly as for resuming).
 // The config comes from the file's "config" metadata (absent for foreign files without it), the
-// step from its "step" metadata. Errors (gta::Error) name the path and say what was looked for.
+// step from its "step" metadata, the context from the trainer.json beside a checkpoint's
+// model.safetensors. Errors (gta::Error) name the path and say what was looked for.
 struct ModelWeightsInfo {
   std::string source;  // the .safetensors file `path` refers to
   std::optional<config::ModelConfig> config;
   int64_t step = -1;  // the checkpoint's step, -1 when unknown
+  // The model's context: the sequence length it was trained with (train.seq_len in the
+  // checkpoint's trainer.json); 0 when unknown (a bare .safetensors file).
+  int64_t context = 0;
 };
 // Resolves `path` and reads the file's header only (no tensor data): a cheap look at the config
 // and vocabulary before the weight load.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Inference and data errors that name their cause: `gta eval` of weights that are NaN fails and
 # says so (not blaming the shards), a .bin shard's out-of-vocabulary token is named with its shard
-# and position, `gta generate` refuses a KV cache that cannot fit (and grows it as it fills), and
-# `gta info` rejects a negative --seq-len plainly.
+# and position, `gta generate` refuses a request past the model's context or a KV cache that
+# cannot fit (and grows it as it fills), and `gta info` rejects a negative --seq-len plainly.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -40,9 +40,17 @@ expect_fail "oov.bin: token id 60000 at position 10" "$GTA" train run.yaml --set
   --set data.train=oov.bin --set data.mode=sequential --set data.val=
 expect_fail "oov.bin: token id 60000 at position 10 (byte offset 1044)" "$GTA" eval run --data oov.bin --seq-len 16
 
-# generate: the KV cache grows as it fills; a request that could never fit is refused, in bytes.
-expect_fail "would need a KV cache of" "$GTA" generate run --prompt "The " -n 100000000000
-"$GTA" generate run --prompt "The " -n 700 --across-documents > long.txt 2> /dev/null || fail "generate -n 700"
+# generate: prompt and new tokens must fit in the context the model was trained with (seq_len 16,
+# from the checkpoint's trainer.json). "The " is EOS + at most 5 tokens: 10 new tokens fit, 16 never.
+"$GTA" generate run --prompt "The " -n 10 --across-documents > fits.txt 2> /dev/null || fail "generate -n 10"
+expect_fail "exceed the model's context of 16 tokens" "$GTA" generate run --prompt "The " -n 16
+# The bare weights carry no context: the KV cache grows as it fills past its first 256 + prompt
+# tokens; a request that could never fit is refused, in bytes.
+cp run/checkpoints/step_000001/model.safetensors bare.safetensors
+expect_fail "would need a KV cache of" "$GTA" generate bare.safetensors --tokenizer data/tokenizer.model \
+  --prompt "The " -n 100000000000
+"$GTA" generate bare.safetensors --tokenizer data/tokenizer.model --prompt "The " -n 700 --across-documents \
+  > long.txt 2> /dev/null || fail "generate -n 700"
 
 expect_fail "--seq-len must be >= 1, got -5" "$GTA" info run/config.yaml --seq-len -5
 [ "$(wc -c < expect_fail.err)" -lt 200 ] || fail "gta info --seq-len -5: $(cat expect_fail.err)"

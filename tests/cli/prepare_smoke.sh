@@ -25,6 +25,17 @@ done
   --shard-tokens 6000 -q
 cmp -s "$tmp/a/train_000000.h5" "$tmp/c/train_000000.h5" || fail "--tokenizer changed the shards"
 
+# 3b. --buffer-mb and --threads change memory and speed, not the output (the manifest differs in
+# its command line only).
+"$GTA" prepare --input "$tmp/tiny.txt" --out "$tmp/s" --vocab-size 512 --shard-tokens 6000 --buffer-mb 1 \
+  --threads 1 -q
+for f in tokenizer.model train_000000.h5 train_000001.h5 val_000000.h5; do
+  cmp -s "$tmp/a/$f" "$tmp/s/$f" || fail "--buffer-mb 1 --threads 1 changed $f"
+done
+diff <(grep -v '"command"' "$tmp/a/prepare.json") <(grep -v '"command"' "$tmp/s/prepare.json") ||
+  fail "--buffer-mb 1 --threads 1 changed prepare.json"
+expect_fail "--buffer-mb" "$GTA" prepare --input "$tmp/tiny.txt" --out "$tmp/e0" --buffer-mb 0 -q
+
 # 4. JSONL input, custom field.
 printf '{"body": "the first document"}\n{"body": "the second one"}\n{"body": "a third"}\n' > "$tmp/d.jsonl"
 "$GTA" prepare --input "$tmp/d.jsonl" --out "$tmp/j" --tokenizer "$tmp/a/tokenizer.model" \
