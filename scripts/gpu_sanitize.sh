@@ -11,9 +11,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-sanitize}
 limit=$(( ${1:-3} * 60 ))
 mkdir -p "$out"
-generator=(); command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
-cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DGTA_BUILD_TESTS=ON > "$out/configure.log"
+cmake --preset gpu -DGTA_BUILD_TESTS=ON > "$out/configure.log"
 cmake --build build-gpu --target gta_tests --parallel "$(nproc)" > "$out/build.log" 2>&1 ||
   { tail -50 "$out/build.log"; exit 1; }
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
