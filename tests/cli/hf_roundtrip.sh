@@ -14,15 +14,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 ts="$SRC/data/tinyshakespeare"
 val="$ts/val_000000.h5"
-declare -A attn=(
-  [mha]="{type: mha, qkv_bias: true}"
-  [gqa]="{type: gqa, n_kv_heads: 2}"
-  [mqa]="{type: mqa}"
-  [gva]="{type: gva, n_q_heads: 2, n_k_heads: 1}"
-  [gha]="{type: gha, n_q_heads: 2, n_k_heads: 1, n_v_heads: 2}"
-  [gta]="{type: gta, n_q_heads: 2, n_k_heads: 1, n_v_heads: 1, d_qk: 8, d_latent: 8, qkv_bias: true}"
-  [mla]="{type: mla, d_c: 16, d_rope: 4, d_nope: 4, d_v: 8}"
-)
 declare -A arch=([mha]=LlamaForCausalLM [gqa]=LlamaForCausalLM [mqa]=LlamaForCausalLM
   [gva]=GTAForCausalLM [gha]=GTAForCausalLM [gta]=GTAForCausalLM [mla]=DeepseekV3ForCausalLM)
 
@@ -33,7 +24,7 @@ eval_loss() {  # eval_loss WEIGHTS [ARGS]: the exact loss (JSON) of the first 2 
 
 for t in mha gqa mqa gva gha gta mla; do
   cat > "$t.yaml" <<YAML
-model: {vocab_size: 0, d_model: 32, n_layers: 2, d_ff: 64, n_heads: 4, norm_eps: 1.0e-6, tie_embeddings: $([[ $t == gqa ]] && echo false || echo true), attention: ${attn[$t]}}
+model: {vocab_size: 0, d_model: 32, n_layers: 2, d_ff: 64, n_heads: 4, norm_eps: 1.0e-6, tie_embeddings: $([[ $t == gqa ]] && echo false || echo true), attention: ${TINY_ATTENTION[$t]}}
 data: {train: $ts/train_000000.h5, val: $val, tokenizer: $ts/tokenizer.model}
 train: {steps: 2, batch_size: 2, seq_len: 32, out_dir: run_$t, log_every: 1, seed: 3, device: cpu}
 optim: {lr: 3.0e-3, warmup_steps: 1}
@@ -63,7 +54,7 @@ c = json.load(open("hf_mha/config.json"))
 assert c["attention_bias"] is True and c["num_key_value_heads"] == 4, c
 c = json.load(open("hf_mla/config.json"))
 assert c["architectures"] == ["DeepseekV3ForCausalLM"] and c["q_lora_rank"] is None, c
-assert (c["kv_lora_rank"], c["qk_rope_head_dim"], c["qk_nope_head_dim"], c["v_head_dim"]) == (16, 4, 4, 8), c
+assert (c["kv_lora_rank"], c["qk_rope_head_dim"], c["qk_nope_head_dim"], c["v_head_dim"]) == (12, 4, 6, 10), c
 c = json.load(open("hf_gta/config.json"))
 assert c["model_type"] == "gta" and c["gta_config"]["attention"]["d_latent"] == 8, c
 PY

@@ -11,18 +11,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 python_with "torch, numpy, h5py"
 
 prepare_tiny data
-# Odd sizes on purpose: 3 layers, GQA/GTA/GHA groups of unequal head counts, untied head for MLA.
-declare -A attn=(
-  [mha]="{type: mha, qkv_bias: true}"
-  [gqa]="{type: gqa, n_kv_heads: 2}"
-  [mqa]="{type: mqa}"
-  [gva]="{type: gva, n_q_heads: 2, n_k_heads: 1}"
-  [gha]="{type: gha, n_q_heads: 2, n_k_heads: 1, n_v_heads: 1}"
-  [gta]="{type: gta, n_q_heads: 2, n_k_heads: 1, n_v_heads: 2, d_qk: 6, d_latent: 8, qkv_bias: true}"
-  [mla]="{type: mla, d_c: 12, d_rope: 4, d_nope: 6, d_v: 10}"
-)
+# Three layers (TINY_ATTENTION: odd sizes), an untied head for MLA.
 for t in mha gqa mqa gva gha gta mla; do
-  tiny_run_yaml 3 "${attn[$t]}" > "$t.yaml"
+  tiny_run_yaml 3 "${TINY_ATTENTION[$t]}" > "$t.yaml"
   cat >> "$t.yaml" <<YAML
 train: {steps: 6, batch_size: 4, seq_len: 24, out_dir: $t, log_every: 1, seed: 3}
 optim: {lr: 1.0e-2, warmup_steps: 1}

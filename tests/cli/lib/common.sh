@@ -57,6 +57,20 @@ data: {train: data/train_000000.h5, val: data/val_000000.h5, tokenizer: data/tok
 YAML
 }
 
+# TINY_ATTENTION[type]: one attention: section per type for a model 32 wide with 4 heads, in odd
+# sizes (groups of unequal head counts, d_qk != d_latent, MLA widths that differ), biases on MHA
+# and GTA: what the tests that go through all seven types build.
+# shellcheck disable=SC2034  # read by the scripts that source this file
+declare -A TINY_ATTENTION=(
+  [mha]="{type: mha, qkv_bias: true}"
+  [gqa]="{type: gqa, n_kv_heads: 2}"
+  [mqa]="{type: mqa}"
+  [gva]="{type: gva, n_q_heads: 2, n_k_heads: 1}"
+  [gha]="{type: gha, n_q_heads: 2, n_k_heads: 1, n_v_heads: 1}"
+  [gta]="{type: gta, n_q_heads: 2, n_k_heads: 1, n_v_heads: 2, d_qk: 6, d_latent: 8, qkv_bias: true}"
+  [mla]="{type: mla, d_c: 12, d_rope: 4, d_nope: 6, d_v: 10}"
+)
+
 # four_step_run_yaml: prints a whole run config: a 1-layer GQA model (tiny_run_yaml) trained for 4
 # steps into run/, a checkpoint every 2 steps (all kept), evaluation only at the end.
 four_step_run_yaml() {
