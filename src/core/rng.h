@@ -3,6 +3,7 @@
 // Identical sequences on every platform and compiler (unlike std:: distributions).
 #pragma once
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace gta {
@@ -14,6 +15,9 @@ class Rng {
   uint64_t next_u64();
   double uniform();             // [0, 1)
   double normal();              // N(0, 1)
+  // out[i] = scale * normal() for i < n: the same numbers and the same final state as n calls,
+  // with the Box-Muller transforms (the costly part) spread over OpenMP threads.
+  void fill_normal(double* out, size_t n, double scale);
   uint64_t below(uint64_t n);   // uniform integer in [0, n)
   // Complete state, for checkpoints.
   std::array<uint64_t, 5> state() const { return {s_[0], s_[1], s_[2], s_[3], cached_bits_}; }

@@ -11,7 +11,7 @@ Tensor Params::add(const std::string& name, const Shape& shape, Init init, doubl
   Tensor t;
   if (init == Init::normal) {
     std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
-    for (double& x : v) x = std * rng_->normal();
+    rng_->fill_normal(v.data(), v.size(), std);
     t = Tensor::from_doubles(v, shape, dtype_);
   } else {
     t = Tensor::full(shape, init == Init::ones ? 1.0 : 0.0, dtype_);
