@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/cuda_runtime.h"
 #include "cuda_test_util.h"
 #include "gradcheck.h"

@@ -13,7 +13,7 @@
 #include <limits>
 #include <string>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA
