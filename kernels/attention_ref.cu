@@ -33,18 +33,6 @@ constexpr int BQ = 64;   // queries per forward / dq tile
 constexpr int BK = 32;   // keys per tile
 constexpr int BQK = 32;  // queries per inner tile of the dk/dv kernel
 
-
-struct Dev {
-  int B, T, S, nq, nk, nv, dqk, dv;
-  __device__ int kv_of(int i) const { return i / (nq / nk); }
-  __device__ int v_of(int i) const { return i / (nq / nv); }
-  __device__ long long q_off(int b, int t, int i) const { return ((static_cast<long long>(b) * T + t) * nq + i) * dqk; }
-  __device__ long long k_off(int b, int u, int j) const { return ((static_cast<long long>(b) * S + u) * nk + j) * dqk; }
-  __device__ long long v_off(int b, int u, int j) const { return ((static_cast<long long>(b) * S + u) * nv + j) * dv; }
-  __device__ long long o_off(int b, int t, int i) const { return ((static_cast<long long>(b) * T + t) * nq + i) * dv; }
-  __device__ long long row(int b, int i, int t) const { return (static_cast<long long>(b) * nq + i) * T + t; }
-};
-
 // rows x width tile of src rows (row r at base + r * row_stride) into shared dst[r][pitch], zero
 // beyond `valid` rows.
 template <typename T>
@@ -58,8 +46,8 @@ __device__ void load_tile(float* dst, int pitch, const T* base, long long row_st
 // ---- forward ----------------------------------------------------------------------------------------
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) fwd_kernel(Dev d, float scale, const T* q, const T* k, const T* v,
-                                                       T* out, float* lse) {
+__global__ void __launch_bounds__(kThreads)
+    fwd_kernel(AttnDims32 d, float scale, const T* q, const T* k, const T* v, T* out, float* lse) {
   extern __shared__ float sm[];
   const int pq = d.dqk + 1, pv = d.dv + 1;
   float* Qs = sm;                 // [BQ][pq]
@@ -150,7 +138,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(Dev d, float scale, const
 
 // dsum[b, i, t] = dout . out (one warp per row).
 template <typename T>
-__global__ void dsum_kernel(Dev d, const T* out, const T* dout, float* dsum) {
+__global__ void dsum_kernel(AttnDims32 d, const T* out, const T* dout, float* dsum) {
   const long long rows = static_cast<long long>(d.B) * d.T * d.nq;  // in [B, T, nq] order
   const long long w = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
@@ -169,7 +157,7 @@ __global__ void dsum_kernel(Dev d, const T* out, const T* dout, float* dsum) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) dq_kernel(Dev d, float scale, const T* q, const T* k, const T* v,
+__global__ void __launch_bounds__(kThreads) dq_kernel(AttnDims32 d, float scale, const T* q, const T* k, const T* v,
                                                       const T* dout, const float* lse, const float* dsum, T* dq) {
   extern __shared__ float sm[];
   const int pq = d.dqk + 1, pv = d.dv + 1;
@@ -234,9 +222,9 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Dev d, float scale, const 
 // One block per (b, head h of the owning side, tile of BK keys). DO_DK: h is a key head, loop over
 // the query heads reading it; DO_DV: h is a value head. Both: n_k == n_v, h is both.
 template <typename T, bool DO_DK, bool DO_DV>
-__global__ void __launch_bounds__(kThreads) dkv_kernel(Dev d, float scale, const T* q, const T* k, const T* v,
-                                                       const T* dout, const float* lse, const float* dsum, T* dk,
-                                                       T* dv) {
+__global__ void __launch_bounds__(kThreads)
+    dkv_kernel(AttnDims32 d, float scale, const T* q, const T* k, const T* v, const T* dout, const float* lse,
+               const float* dsum, T* dk, T* dv) {
   extern __shared__ float sm[];
   const int pq = d.dqk + 1, pv = d.dv + 1;
   float* Ks = sm;                    // [BK][pq]
@@ -333,16 +321,15 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Dev d, float scale, const
   }
 }
 
-Dev to_dev(const AttnDims& a) {
+AttnDims32 to_dev(const AttnDims& a) {
   GTA_CHECK(a.B < 65536 && a.nq < 65536 && a.B * a.T * a.nq * std::max(a.dqk, a.dv) < (1ll << 62),
             "attention (CUDA): sizes out of range");
-  return Dev{static_cast<int>(a.B),  static_cast<int>(a.T),  static_cast<int>(a.S),   static_cast<int>(a.nq),
-             static_cast<int>(a.nk), static_cast<int>(a.nv), static_cast<int>(a.dqk), static_cast<int>(a.dv)};
+  return narrow(a);
 }
 
 template <typename T>
 void forward_impl(const AttnDims& a, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
-  const Dev d = to_dev(a);
+  const AttnDims32 d = to_dev(a);
   if (a.B == 0 || a.T == 0 || a.nq == 0) return;
   const int pq = d.dqk + 1, pv = d.dv + 1;
   const size_t smem =
@@ -356,7 +343,7 @@ void forward_impl(const AttnDims& a, float scale, const void* q, const void* k, 
 }
 
 template <typename T, bool DK, bool DV>
-void launch_dkv(const Dev& d, unsigned heads, float scale, const T* q, const T* k, const T* v, const T* dout,
+void launch_dkv(const AttnDims32& d, unsigned heads, float scale, const T* q, const T* k, const T* v, const T* dout,
                 const float* lse, const float* dsum, T* dk, T* dv) {
   const int pq = d.dqk + 1, pv = d.dv + 1;
   const size_t smem = sizeof(float) * (BK * pq + BK * pv + BQK * pq + BQK * pv + BK * d.dqk + BK * d.dv +
@@ -370,7 +357,7 @@ void launch_dkv(const Dev& d, unsigned heads, float scale, const T* q, const T* 
 template <typename T>
 void backward_impl(const AttnDims& a, float scale, const void* qv, const void* kv, const void* vv, const void* outv,
                    const void* doutv, const float* lse, float* dsum, void* dqv, void* dkv, void* dvv) {
-  const Dev d = to_dev(a);
+  const AttnDims32 d = to_dev(a);
   if (a.B == 0 || a.S == 0 || a.nq == 0) return;
   const T *q = static_cast<const T*>(qv), *k = static_cast<const T*>(kv), *v = static_cast<const T*>(vv);
   const T *out = static_cast<const T*>(outv), *dout = static_cast<const T*>(doutv);

@@ -6,12 +6,9 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/attention_problem.h"
 
 namespace gta::kernels {
-
-struct AttnDims {
-  int64_t B, T, S, nq, nk, nv, dqk, dv;
-};
 
 // out = softmax(scale q k^T + causal mask) v per query head; lse = the row log-sum-exp (natural log).
 void attention_forward(DType dtype, const AttnDims& d, float scale, const void* q, const void* k, const void* v,

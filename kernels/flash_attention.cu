@@ -112,14 +112,14 @@ void flash_attention_forward(const AttnDims& a, float scale, const void* q, cons
   GTA_CHECK(flash_attention_supported(a), "flash attention: sizes not supported (see flash_attention_supported)");
   const flash::Knobs kn = flash::read_knobs();
   if (sm90a::flash_forward_available(a, kn)) return sm90a::flash_forward(a, kn, scale, q, k, v, out, lse);
-  const flash::FDims d = flash::to_fdims(a);
+  const AttnDims32 d = narrow(a);
 #define GTA_FLASH_FWD(X, Y) flash::forward_impl<X, Y>(d, kn, scale, q, k, v, out, lse)
   GTA_FLASH_DISPATCH(a.dqk, a.dv, GTA_FLASH_FWD)
 #undef GTA_FLASH_FWD
 }
 
 size_t flash_attention_backward_scratch_bytes(const AttnDims& a) {
-  return flash::scratch_layout(a, flash::bwd_fdims(a, flash::dkv_plan(a, flash::read_knobs()))).total();
+  return flash::scratch_layout(a, flash::bwd_dims(a, flash::dkv_plan(a, flash::read_knobs()))).total();
 }
 
 void flash_attention_backward(const AttnDims& a, float scale, const void* q, const void* k, const void* v,

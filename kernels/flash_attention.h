@@ -1,12 +1,12 @@
 // FlashAttention-2-style tensor-core kernels (bf16 in, fp32 accumulate) for the general causal
 // attention primitive; the same problem and the same AttnDims as the reference kernels
-// (kernels/attention_ref.h): q [B,T,n_q,d_qk], k [B,S,n_k,d_qk], v [B,S,n_v,d_v] contiguous bf16,
+// (kernels/attention_problem.h): q [B,T,n_q,d_qk], k [B,S,n_k,d_qk], v [B,S,n_v,d_v] contiguous bf16,
 // out [B,T,n_q,d_v] bf16, lse f32 [B,n_q,T] (natural log). Plain C++ declarations, no CUDA types.
 // Launchers run on the current device's stream. See flash_attention.cu for the math and tiling.
 #pragma once
 #include <cstddef>
 
-#include "kernels/attention_ref.h"
+#include "kernels/attention_problem.h"
 
 namespace gta::kernels {
 

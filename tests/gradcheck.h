@@ -27,7 +27,7 @@
 #include <omp.h>
 #endif
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 

@@ -12,7 +12,7 @@
 #include "analysis/analyze.h"
 #include "analysis/map_similarity.h"
 #include "analysis/value_spectrum.h"
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "cli/python_script.h"
 #include "core/rng.h"
 #include "data/shard.h"

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "config/config.h"
 #include "cuda_test_util.h"
 #include "infer/decode_step.h"

@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/cuda_runtime.h"
 #include "cuda_test_util.h"
 #include "gradcheck.h"
@@ -153,7 +153,7 @@ struct Direct {
 Direct run_kernels(bool flash, const Case& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                    float scale) {
   namespace kn = gta::kernels;
-  const kn::AttnDims a{c.B, c.T, c.S, c.nq, c.nk, c.nv, c.dqk, c.dv};
+  const kn::AttnDims a = kn::attn_dims(c.B, c.T, c.S, c.nq, c.nk, c.nv, c.dqk, c.dv);
   Direct r{Tensor::empty({c.B, c.T, c.nq, c.dv}, DType::bf16, kGpu), Tensor::empty({c.B, c.nq, c.T}, DType::f32, kGpu),
            Tensor::empty(q.shape(), DType::bf16, kGpu), Tensor::empty(k.shape(), DType::bf16, kGpu),
            Tensor::empty(v.shape(), DType::bf16, kGpu)};
@@ -273,12 +273,12 @@ TEST(CudaFlashAttention, BackwardIsBitIdentical) {
 TEST(CudaFlashAttention, SupportedSizes) {
 #ifdef GTA_WITH_CUDA
   namespace kn = gta::kernels;
-  EXPECT_TRUE(kn::flash_attention_supported({8, 2048, 2048, 4, 1, 1, 64, 96}));
-  EXPECT_TRUE(kn::flash_attention_supported({1, 1, 300, 12, 4, 4, 128, 192}));
-  EXPECT_FALSE(kn::flash_attention_supported({1, 8, 8, 2, 1, 1, 16, 16}));   // width not built
-  EXPECT_FALSE(kn::flash_attention_supported({1, 8, 8, 2, 1, 1, 64, 80}));
-  EXPECT_FALSE(kn::flash_attention_supported({1, 9, 8, 2, 1, 1, 64, 64}));   // T > S
-  EXPECT_FALSE(kn::flash_attention_supported({1, 8, 8, 4, 3, 1, 64, 64}));   // n_k does not divide n_q
+  EXPECT_TRUE(kn::flash_attention_supported(kn::attn_dims(8, 2048, 2048, 4, 1, 1, 64, 96)));
+  EXPECT_TRUE(kn::flash_attention_supported(kn::attn_dims(1, 1, 300, 12, 4, 4, 128, 192)));
+  EXPECT_FALSE(kn::flash_attention_supported(kn::attn_dims(1, 8, 8, 2, 1, 1, 16, 16)));  // width not built
+  EXPECT_FALSE(kn::flash_attention_supported(kn::attn_dims(1, 8, 8, 2, 1, 1, 64, 80)));
+  EXPECT_FALSE(kn::flash_attention_supported(kn::attn_dims(1, 9, 8, 2, 1, 1, 64, 64)));  // T > S
+  EXPECT_FALSE(kn::flash_attention_supported(kn::attn_dims(1, 8, 8, 4, 3, 1, 64, 64)));  // n_k does not divide n_q
 #else
   GTEST_SKIP() << "CPU-only build";
 #endif

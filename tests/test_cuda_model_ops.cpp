@@ -33,7 +33,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "config/config.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"

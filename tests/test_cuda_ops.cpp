@@ -28,12 +28,13 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 #include "core/strided.h"
 #include "cuda_test_util.h"
 #include "gradcheck.h"
+#include "ops/copy.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA
 #include "kernels/gemm.h"

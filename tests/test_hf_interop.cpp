@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "config/config.h"
 #include "interop/hf_config.h"
 #include "interop/hf_export.h"

@@ -19,7 +19,7 @@
 
 #include <sys/wait.h>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/rng.h"

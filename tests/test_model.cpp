@@ -5,7 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "config/config.h"
 #include "io/safetensors.h"
 #include "nn/golden.h"

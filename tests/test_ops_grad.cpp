@@ -5,7 +5,7 @@
 #include <tuple>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/error.h"
 #include "gradcheck.h"
 #include "ops/ops.h"

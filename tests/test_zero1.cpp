@@ -7,6 +7,7 @@
 
 #include "core/strided.h"
 #include "distributed/zero1.h"
+#include "ops/copy.h"
 #include "ops/ops.h"
 #include "test_util.h"
 

@@ -12,8 +12,8 @@ namespace gta::kernels::flash {
 // warp's loads cover whole rows), all loads issued before the FMAs; fp32 sum per lane in chunk
 // order, then a fixed two-step shuffle tree.
 template <int DV>
-__global__ void __launch_bounds__(256) dsum_kernel(FDims d, const bf16* __restrict__ out,
-                                                   const bf16* __restrict__ dout, float* __restrict__ D) {
+__global__ void __launch_bounds__(256)
+    dsum_kernel(AttnDims32 d, const bf16* __restrict__ out, const bf16* __restrict__ dout, float* __restrict__ D) {
   constexpr int kC = DV / 32;
   const int64_t rows = static_cast<int64_t>(d.B) * d.T * d.nq;  // [B, T, nq] order
   const int64_t w = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 4;
@@ -49,16 +49,16 @@ __global__ void __launch_bounds__(256) dsum_kernel(FDims d, const bf16* __restri
 }
 
 template <int DV>
-void launch_dsum(const FDims& d, const bf16* out, const bf16* dout, float* D, cudaStream_t stream) {
+void launch_dsum(const AttnDims32& d, const bf16* out, const bf16* dout, float* D, cudaStream_t stream) {
   const int64_t rows = static_cast<int64_t>(d.B) * d.T * d.nq;
   dsum_kernel<DV><<<static_cast<unsigned>((rows * 4 + 255) / 256), 256, 0, stream>>>(d, out, dout, D);
   GTA_CUDA_CHECK_LAUNCH();
 }
 
-template void launch_dsum<64>(const FDims&, const bf16*, const bf16*, float*, cudaStream_t);
-template void launch_dsum<96>(const FDims&, const bf16*, const bf16*, float*, cudaStream_t);
-template void launch_dsum<128>(const FDims&, const bf16*, const bf16*, float*, cudaStream_t);
-template void launch_dsum<192>(const FDims&, const bf16*, const bf16*, float*, cudaStream_t);
+template void launch_dsum<64>(const AttnDims32&, const bf16*, const bf16*, float*, cudaStream_t);
+template void launch_dsum<96>(const AttnDims32&, const bf16*, const bf16*, float*, cudaStream_t);
+template void launch_dsum<128>(const AttnDims32&, const bf16*, const bf16*, float*, cudaStream_t);
+template void launch_dsum<192>(const AttnDims32&, const bf16*, const bf16*, float*, cudaStream_t);
 
 // out[b, u, h, :] = sum over the `per` units of head h, in unit order, of part[b, unit, u, :].
 __global__ void __launch_bounds__(256) reduce_units_kernel(const float* __restrict__ part, bf16* __restrict__ out,

@@ -16,7 +16,7 @@ namespace gta::kernels::flash {
 
 // (a) D_t = dout_t . out_t for every row [B, n_q, T] (backward.cu; instantiated for every d_v).
 template <int DV>
-void launch_dsum(const FDims& d, const bf16* out, const bf16* dout, float* D, cudaStream_t stream);
+void launch_dsum(const AttnDims32& d, const bf16* out, const bf16* dout, float* D, cudaStream_t stream);
 
 // out[b, u, h, :] = sum over the `per` units of head h, in unit order, of part[b, unit, u, :]:
 // dk (dv) from the fp32 partials of units smaller than the key (value) group (backward.cu).
@@ -28,13 +28,11 @@ void launch_reduce_units(const float* part, bf16* out, int B, int S, int heads, 
 // (both read D), so dQ blocks fill the multiprocessors while the long dK/dV blocks of the first key
 // tiles finish, instead of waiting for the kernel boundary. Row blocks per warp: MRQ (dQ), MRK (dK/dV).
 template <int DQK, int DV, int MRQ, int MRK, int BQ>
-__global__ void __launch_bounds__(kThreads, 2) bwd_kernel(FDims d, int n_dkv, int nqt, float scale, float sl2,
-                                                          const bf16* __restrict__ q, const bf16* __restrict__ k,
-                                                          const bf16* __restrict__ v, const bf16* __restrict__ dout,
-                                                          const float* __restrict__ lse, const float* __restrict__ D,
-                                                          bf16* __restrict__ dq, bf16* __restrict__ dk,
-                                                          bf16* __restrict__ dv, float* __restrict__ pk,
-                                                          float* __restrict__ pv) {
+__global__ void __launch_bounds__(kThreads, 2)
+    bwd_kernel(AttnDims32 d, int n_dkv, int nqt, float scale, float sl2, const bf16* __restrict__ q,
+               const bf16* __restrict__ k, const bf16* __restrict__ v, const bf16* __restrict__ dout,
+               const float* __restrict__ lse, const float* __restrict__ D, bf16* __restrict__ dq, bf16* __restrict__ dk,
+               bf16* __restrict__ dv, float* __restrict__ pk, float* __restrict__ pv) {
   const int blk = static_cast<int>(blockIdx.x);
   if (blk < n_dkv) {
     const int unit = blk % d.units, rest = blk / d.units;
@@ -57,7 +55,7 @@ struct BwdArgs {
 };
 
 template <int DQK, int DV, int MRQ, int MRK, int BQ>
-void bwd_launch(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
+void bwd_launch(const AttnDims32& d, const BwdArgs& x, cudaStream_t stream) {
   const size_t smem = std::max(DkvCfg<DQK, DV, MRK, BQ>::bytes, DqCfg<DQK, DV, MRQ>::bytes);
   cuda::set_dynamic_smem(bwd_kernel<DQK, DV, MRQ, MRK, BQ>, smem, "flash attention (CUDA)");
   const int nqt = (d.T + 64 * MRQ - 1) / (64 * MRQ);
@@ -70,7 +68,7 @@ void bwd_launch(const FDims& d, const BwdArgs& x, cudaStream_t stream) {
 }
 
 template <int DQK, int DV>
-void bwd_main(const FDims& d, const Knobs& kn, const BwdArgs& x, cudaStream_t stream) {
+void bwd_main(const AttnDims32& d, const Knobs& kn, const BwdArgs& x, cudaStream_t stream) {
   const bool q2 = use_dq2(DQK, DV, kn), k2 = use_dkv2(DQK, DV, kn);
   if constexpr (kDq2<DQK, DV> && kDkv2<DQK, DV>) {
     if (q2 && k2) return bwd_launch<DQK, DV, 2, 2, kBq2<DQK, DV>>(d, x, stream);
@@ -89,7 +87,7 @@ void backward_impl(const AttnDims& a, const Knobs& kn, float scale, const void* 
                    const void* outv, const void* doutv, const float* lse, void* scratch, void* dqv, void* dkv,
                    void* dvv) {
   const DkvPlan plan = dkv_plan(a, kn);
-  const FDims d = bwd_fdims(a, plan);
+  const AttnDims32 d = bwd_dims(a, plan);
   const ScratchLayout sl = scratch_layout(a, d);
   unsigned char* sp = static_cast<unsigned char*>(scratch);
   float* D = reinterpret_cast<float*>(sp);
@@ -107,9 +105,7 @@ void backward_impl(const AttnDims& a, const Knobs& kn, float scale, const void* 
   // multiprocessors dK/dV's tail leaves idle (GTA_FLASH_STREAMS=1 in the environment runs both on
   // one stream, for measurement; H200, GTA-S B8 T 2048: 0.275 -> 0.272 ms fwd+bwd).
   if (sm90a::backward_available(DQK, DV, kn)) {
-    const sm90a::BwdProblem p{d.B,  d.T,        d.S,   d.nq, d.nk, d.nv, d.gk, d.gv, d.gu, d.units, d.off,
-                              DQK,  DV,         plan.heads, scale, q, k,   v,    dout, lse,  D,       dq,
-                              dk,   dv,         pk,    pv};
+    const sm90a::BwdProblem p{d, plan.heads, scale, q, k, v, dout, lse, D, dq, dk, dv, pk, pv};
     const bool two = kn.streams == 2;
     if (two) cuda::fork_side();
     sm90a::dkv(p, two ? cuda::side_stream() : stream);

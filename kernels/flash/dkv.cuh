@@ -19,7 +19,7 @@ struct DkvCfg {
 };
 
 template <int DQK, int DV, int MR, int BQ>
-__device__ __forceinline__ void dkv_block(int unit, int b, int u0, const FDims& d, float scale, float sl2,
+__device__ __forceinline__ void dkv_block(int unit, int b, int u0, const AttnDims32& d, float scale, float sl2,
                                           const bf16* __restrict__ q, const bf16* __restrict__ k,
                                           const bf16* __restrict__ v, const bf16* __restrict__ dout,
                                           const float* __restrict__ lse, const float* __restrict__ D,

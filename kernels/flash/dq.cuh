@@ -18,7 +18,7 @@ struct DqCfg {
 };
 
 template <int DQK, int DV, int MR>
-__device__ __forceinline__ void dq_block(int i, int b, int t0, const FDims& d, float scale, float sl2,
+__device__ __forceinline__ void dq_block(int i, int b, int t0, const AttnDims32& d, float scale, float sl2,
                                          const bf16* __restrict__ q, const bf16* __restrict__ k,
                                          const bf16* __restrict__ v, const bf16* __restrict__ dout,
                                          const float* __restrict__ lse, const float* __restrict__ D,

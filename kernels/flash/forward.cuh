@@ -20,7 +20,7 @@ struct FwdCfg {
 
 template <int DQK, int DV, int MR>
 __global__ void __launch_bounds__(kThreads, MR == 2 ? 2 : (DQK + DV <= 128 ? 3 : 1))
-    fwd_kernel(FDims d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
+    fwd_kernel(AttnDims32 d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
                const bf16* __restrict__ v, bf16* __restrict__ out, float* __restrict__ lse) {
   constexpr int TM = 64 * MR, RW = 16 * MR, KN = FwdCfg<DQK, DV, MR>::KN;
   constexpr int PQ = DQK + 8, PV = DV + 8;
@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(kThreads, MR == 2 ? 2 : (DQK + DV <= 128 ? 3 :
 }
 
 template <int DQK, int DV, int MR>
-void forward_launch(const FDims& d, float scale, const void* q, const void* k, const void* v, void* out,
+void forward_launch(const AttnDims32& d, float scale, const void* q, const void* k, const void* v, void* out,
                     float* lse) {
   const size_t smem = FwdCfg<DQK, DV, MR>::bytes;
   cuda::set_dynamic_smem(fwd_kernel<DQK, DV, MR>, smem, "flash attention (CUDA)");
@@ -181,8 +181,8 @@ void forward_launch(const FDims& d, float scale, const void* q, const void* k, c
 }
 
 template <int DQK, int DV>
-void forward_impl(const FDims& d, const Knobs& kn, float scale, const void* q, const void* k, const void* v, void* out,
-                  float* lse) {
+void forward_impl(const AttnDims32& d, const Knobs& kn, float scale, const void* q, const void* k, const void* v,
+                  void* out, float* lse) {
   if constexpr (kFwd2<DQK, DV>) {
     if (use_fwd2(DQK, DV, kn)) return forward_launch<DQK, DV, 2>(d, scale, q, k, v, out, lse);
   }

@@ -3,7 +3,7 @@
 // each pair in its own file (instantiate_<d_qk>_<d_v>.cu, through GTA_FLASH_INSTANTIATE), so that
 // the twelve pairs compile in parallel. Plain C++ declarations, no CUDA types.
 #pragma once
-#include "kernels/attention_ref.h"
+#include "kernels/attention_problem.h"
 #include "kernels/flash/knobs.h"
 #include "kernels/flash/tiling.h"
 
@@ -11,8 +11,8 @@ namespace gta::kernels::flash {
 
 // out and lse of the forward (flash_attention_forward) on the current stream.
 template <int DQK, int DV>
-void forward_impl(const FDims& d, const Knobs& kn, float scale, const void* q, const void* k, const void* v, void* out,
-                  float* lse);
+void forward_impl(const AttnDims32& d, const Knobs& kn, float scale, const void* q, const void* k, const void* v,
+                  void* out, float* lse);
 
 // dq, dk, dv of the backward (flash_attention_backward) on the current stream; scratch laid out
 // as scratch_layout says.
@@ -25,7 +25,7 @@ void backward_impl(const AttnDims& a, const Knobs& kn, float scale, const void* 
 
 // The explicit instantiations of one (d_qk, d_v) pair (in namespace gta::kernels::flash).
 #define GTA_FLASH_INSTANTIATE(DQK, DV)                                                                               \
-  template void forward_impl<DQK, DV>(const FDims&, const Knobs&, float, const void*, const void*, const void*, void*, \
-                                      float*);                                                                       \
-  template void backward_impl<DQK, DV>(const AttnDims&, const Knobs&, float, const void*, const void*, const void*,   \
+  template void forward_impl<DQK, DV>(const AttnDims32&, const Knobs&, float, const void*, const void*, const void*, \
+                                      void*, float*);                                                                \
+  template void backward_impl<DQK, DV>(const AttnDims&, const Knobs&, float, const void*, const void*, const void*,  \
                                        const void*, const void*, const float*, void*, void*, void*, void*);

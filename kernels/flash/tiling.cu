@@ -1,35 +1,18 @@
 #include "kernels/flash/tiling.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "core/cuda_context.h"
 #include "kernels/sm90a/flash_backward_wgmma.h"
 
 namespace gta::kernels::flash {
 
-FDims to_fdims(const AttnDims& a) {
-  FDims d{};
-  d.B = static_cast<int>(a.B);
-  d.T = static_cast<int>(a.T);
-  d.S = static_cast<int>(a.S);
-  d.nq = static_cast<int>(a.nq);
-  d.nk = static_cast<int>(a.nk);
-  d.nv = static_cast<int>(a.nv);
-  d.gk = d.nq / d.nk;
-  d.gv = d.nq / d.nv;
-  d.gu = std::gcd(d.gk, d.gv);
-  d.units = d.nq / d.gu;
-  d.off = d.S - d.T;
-  return d;
-}
-
 bool use_fwd2(int64_t dqk, int64_t dv, const Knobs& k) { return dqk + dv <= 160 && dqk <= 96 && k.fwd_mr == 2; }
 bool use_dq2(int64_t dqk, int64_t dv, const Knobs& k) { return dqk == 64 && dv <= 96 && k.dq_mr == 2; }
 bool use_dkv2(int64_t dqk, int64_t dv, const Knobs& k) { return dqk + dv <= 128 && k.dkv_mr == 2; }
 
 DkvPlan dkv_plan(const AttnDims& a, const Knobs& k) {
-  const int gu = to_fdims(a).gu;
+  const int gu = static_cast<int>(a.gu);
   const bool wg = sm90a::backward_available(a.dqk, a.dv, k);
   const int force_heads = k.dkv_heads;
   auto heads_ok = [&](int s) { return wg && (gu / s) % 2 == 0 && force_heads != 0; };
@@ -49,8 +32,8 @@ DkvPlan dkv_plan(const AttnDims& a, const Knobs& k) {
   return {gu, false};
 }
 
-FDims bwd_fdims(const AttnDims& a, const DkvPlan& plan) {
-  FDims d = to_fdims(a);
+AttnDims32 bwd_dims(const AttnDims& a, const DkvPlan& plan) {
+  AttnDims32 d = narrow(a);
   d.gu /= plan.split;
   d.units = d.nq / d.gu;
   return d;
@@ -62,7 +45,7 @@ size_t round256(size_t n) { return (n + 255) / 256 * 256; }
 
 }  // namespace
 
-ScratchLayout scratch_layout(const AttnDims& a, const FDims& d) {
+ScratchLayout scratch_layout(const AttnDims& a, const AttnDims32& d) {
   ScratchLayout s;
   s.d_bytes = round256(sizeof(float) * std::max<int64_t>(1, a.B * a.nq * a.T));
   if (d.gu != d.gk) s.pk_bytes = round256(sizeof(float) * a.B * d.units * a.S * a.dqk);

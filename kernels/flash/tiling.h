@@ -1,26 +1,17 @@
-// The tiling policy of the mma.sync flash kernels (kernels/flash/): the problem's sizes as the
-// kernels read them, which tile shapes each (d_qk, d_v) pair uses, how the dK/dV CTAs cut a unit
+// The tiling policy of the mma.sync flash kernels (kernels/flash/): which tile shapes each
+// (d_qk, d_v) pair uses, how the dK/dV CTAs cut a unit
 // of query heads, and the backward's scratch layout. Plain C++ (host code, no CUDA types).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/attention_ref.h"
+#include "kernels/attention_problem.h"
 #include "kernels/flash/knobs.h"
 
 namespace gta::kernels::flash {
 
 constexpr int BM = 64;  // queries per forward / dq CTA at MR = 1 (16 per warp)
 constexpr int BN = 64;  // keys per dk/dv CTA at MR = 1 (16 per warp)
-
-// The problem as the kernels read it: AttnDims in int, and its derived head groups.
-struct FDims {
-  int B, T, S, nq, nk, nv;
-  int gk, gv, gu, units;  // query heads per key head / value head / unit; units = n_q / gu
-  int off;                // S - T
-};
-
-FDims to_fdims(const AttnDims& a);
 
 // Tilings, picked per (d_qk, d_v) where the registers allow (255 per thread, 2 CTAs per SM; no
 // spills but 8 bytes in the 64/64 dK/dV part): MR = 2 row blocks of 16 per warp (128-row tiles)
@@ -63,8 +54,8 @@ struct DkvPlan {
 };
 DkvPlan dkv_plan(const AttnDims& a, const Knobs& k);
 
-// FDims of the backward: units of gu / plan.split query heads.
-FDims bwd_fdims(const AttnDims& a, const DkvPlan& plan);
+// The problem as the backward's kernels read it: units of gu / plan.split query heads.
+AttnDims32 bwd_dims(const AttnDims& a, const DkvPlan& plan);
 
 // Scratch layout: D [B*nq*T] f32, then (when needed) dk partials [B][units][S][dqk] f32, then dv
 // partials [B][units][S][dv] f32; each part rounded up to 256 bytes.
@@ -72,7 +63,7 @@ struct ScratchLayout {
   size_t d_bytes = 0, pk_bytes = 0, pv_bytes = 0;
   size_t total() const { return d_bytes + pk_bytes + pv_bytes; }
 };
-// d: the backward's FDims (bwd_fdims), whose units decide the partials.
-ScratchLayout scratch_layout(const AttnDims& a, const FDims& d);
+// d: the backward's problem (bwd_dims), whose units decide the partials.
+ScratchLayout scratch_layout(const AttnDims& a, const AttnDims32& d);
 
 }  // namespace gta::kernels::flash

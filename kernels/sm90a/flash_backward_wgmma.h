@@ -11,21 +11,20 @@
 
 #include <cstdint>
 
+#include "kernels/attention_problem.h"
 #include "kernels/flash/knobs.h"
 
 namespace gta::kernels::sm90a {
 
-struct BwdProblem {
-  int B, T, S, nq, nk, nv;
-  int gk, gv, gu, units;  // query heads per key head / value head / unit; units = n_q / gu
-  int off;                // S - T
-  int dqk_width, dv_width;  // d_qk, d_v: 64 / 64, 64 / 96 or 96 / 64
-  bool dkv_heads;         // dkv: a CTA of dkv_tile_keys(true) keys splits its heads over its warpgroups
-  float scale;            // of the scores; dq = scale sum dS k, dk = scale sum dS q
+// The backward's problem (flash::bwd_dims: the units the plan cut; d_qk, d_v 64 / 64, 64 / 96 or
+// 96 / 64) and its operands. The gradients are dq_ptr, dk_ptr, dv_ptr: dv is the value width.
+struct BwdProblem : AttnDims32 {
+  bool dkv_heads;                // dkv: a CTA of dkv_tile_keys(true) keys splits its heads over its warpgroups
+  float scale;                   // of the scores; dq = scale sum dS k, dk = scale sum dS q
   const void *q, *k, *v, *dout;  // bf16, [B, T or S, heads, d]
   const float *lse, *D;          // [B, n_q, T]: forward log-sum-exp (natural log), dout . out
-  void* dq;                      // bf16 [B, T, n_q, d_qk]
-  void *dk, *dv;                 // bf16 [B, S, n_k or n_v, d], written where gu == gk (gv)
+  void* dq_ptr;                  // bf16 [B, T, n_q, d_qk]
+  void *dk_ptr, *dv_ptr;         // bf16 [B, S, n_k or n_v, d], written where gu == gk (gv)
   float *pk, *pv;                // fp32 [B, units, S, d] partials otherwise
 };
 

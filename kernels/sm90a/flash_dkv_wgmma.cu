@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
       return j < 8 ? dva[4 * j + 2 * h + e] : dvb[DV == 96 ? 4 * (j - 8) + 2 * h + e : 0];
     };
     if (d.gu == d.gk) {
-      bf16* row = static_cast<bf16*>(d.dk) + ((static_cast<int64_t>(b) * d.S + u) * d.nk + kh) * DQK + c;
+      bf16* row = static_cast<bf16*>(d.dk_ptr) + ((static_cast<int64_t>(b) * d.S + u) * d.nk + kh) * DQK + c;
 #pragma unroll
       for (int j = 0; j < DQK / 8; ++j) *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dk_at(j, 0), dk_at(j, 1));
     } else {
@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_wgmma_kernel(BwdProblem d, fl
       for (int j = 0; j < DQK / 8; ++j) *reinterpret_cast<float2*>(row + j * 8) = make_float2(dk_at(j, 0), dk_at(j, 1));
     }
     if (d.gu == d.gv) {
-      bf16* row = static_cast<bf16*>(d.dv) + ((static_cast<int64_t>(b) * d.S + u) * d.nv + vh) * DV + c;
+      bf16* row = static_cast<bf16*>(d.dv_ptr) + ((static_cast<int64_t>(b) * d.S + u) * d.nv + vh) * DV + c;
 #pragma unroll
       for (int j = 0; j < DV / 8; ++j) *reinterpret_cast<uint32_t*>(row + j * 8) = pack_bf16(dv_at(j, 0), dv_at(j, 1));
     } else {
@@ -296,8 +296,8 @@ int dkv_tile_keys(bool heads) { return keys_per_cta(heads); }
 
 void dkv(const BwdProblem& p, cudaStream_t stream) {
   GTA_CHECK(!p.dkv_heads || p.gu % 2 == 0, "flash attention dK/dV (wgmma): split by heads needs an even unit");
-  if (p.dqk_width == 96) return launch_dkv<96, 64>(p, stream);
-  if (p.dv_width == 96) return launch_dkv<64, 96>(p, stream);
+  if (p.dqk == 96) return launch_dkv<96, 64>(p, stream);
+  if (p.dv == 96) return launch_dkv<64, 96>(p, stream);
   launch_dkv<64, 64>(p, stream);
 }
 

@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_wgmma_kernel(BwdProblem d, flo
   for (int h = 0; h < 2; ++h) {
     const int t = t0 + row0 + 8 * h;
     if (t >= d.T) continue;
-    bf16* row = static_cast<bf16*>(d.dq) + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * DQK + 2 * (lane % 4);
+    bf16* row = static_cast<bf16*>(d.dq_ptr) + ((static_cast<int64_t>(b) * d.T + t) * d.nq + i) * DQK + 2 * (lane % 4);
     // columns 8 j + 2 (lane % 4): acc for j < 8, accb for j = 8 .. 11
     auto at = [&](int j, int e) {
       return d.scale * (j < 8 ? acc[4 * j + 2 * h + e] : accb[DQK == 96 ? 4 * (j - 8) + 2 * h + e : 0]);
@@ -170,8 +170,8 @@ void launch_dq(const BwdProblem& p, cudaStream_t stream) {
 }  // namespace
 
 void dq(const BwdProblem& p, cudaStream_t stream) {
-  if (p.dqk_width == 96) return launch_dq<96, 64>(p, stream);
-  if (p.dv_width == 96) return launch_dq<64, 96>(p, stream);
+  if (p.dqk == 96) return launch_dq<96, 64>(p, stream);
+  if (p.dv == 96) return launch_dq<64, 96>(p, stream);
   launch_dq<64, 64>(p, stream);
 }
 

@@ -75,10 +75,6 @@ struct Smem {
   static_assert(kStage % 1024 == 0 && kRing % 1024 == 0, "tiles stay 1024-byte aligned");
 };
 
-struct Dims {
-  int B, T, S, nq, nk, nv, gk, gv, off;
-};
-
 // One online-softmax step on the scores of the key tile at u0: keys after a row's position (pos)
 // masked when the tile reaches past the warpgroup's first row (diag); the running max m (log2
 // units, of s sl2) and sum l updated; s turned into P = 2^(s sl2 - m); alpha = 2^(m_old - m_new),
@@ -116,7 +112,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], float (&m)[2], floa
 
 template <int DQK, int DV, bool kPair>
 __global__ void __launch_bounds__(kThreads, DV == 192 ? 1 : 2)
-    fwd_wgmma_kernel(Dims d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
+    fwd_wgmma_kernel(AttnDims32 d, float sl2, const bf16* __restrict__ q, const bf16* __restrict__ k,
                      const bf16* __restrict__ v, bf16* __restrict__ out, float* __restrict__ lse) {
   using L = Smem<DQK, DV>;
   constexpr bool kNarrow = DV == 96;  // O's columns 64..95
@@ -255,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, DV == 192 ? 1 : 2)
 bool pair_heads(int gk, int gv, const Knobs& kn) { return gk % 2 == 0 && gv % 2 == 0 && kn.pair; }
 
 template <int DQK, int DV, bool kPair>
-void launch_forward(const Dims& d, float scale, const void* q, const void* k, const void* v, void* out, float* lse) {
+void launch_forward(const AttnDims32& d, float scale, const void* q, const void* k, const void* v, void* out,
+                    float* lse) {
   constexpr size_t kBytes = Smem<DQK, DV>::kBytes;
   cuda::set_dynamic_smem(fwd_wgmma_kernel<DQK, DV, kPair>, kBytes, "flash attention forward (wgmma)");
   const int rows = kPair ? 64 : TM;
@@ -293,9 +290,7 @@ bool wgmma_enabled(const flash::Knobs& kn) {
 
 void flash_forward(const AttnDims& a, const flash::Knobs& kn, float scale, const void* q, const void* k, const void* v,
                    void* out, float* lse) {
-  const Dims d{static_cast<int>(a.B),  static_cast<int>(a.T),  static_cast<int>(a.S),
-               static_cast<int>(a.nq), static_cast<int>(a.nk), static_cast<int>(a.nv),
-               static_cast<int>(a.nq / a.nk), static_cast<int>(a.nq / a.nv), static_cast<int>(a.S - a.T)};
+  const AttnDims32 d = narrow(a);
   const bool pair = pair_heads(d.gk, d.gv, kn);
   auto run = [&](auto dqk, auto dv) {
     constexpr int DQK = decltype(dqk)::value, DV = decltype(dv)::value;

@@ -4,7 +4,7 @@
 // which calls it where it applies.
 // Compiled for sm_90a only.
 #pragma once
-#include "kernels/attention_ref.h"
+#include "kernels/attention_problem.h"
 #include "kernels/flash/knobs.h"
 
 namespace gta::kernels::sm90a {

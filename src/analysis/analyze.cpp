@@ -5,7 +5,7 @@
 
 #include "analysis/map_similarity.h"
 #include "analysis/value_spectrum.h"
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/error.h"
 #include "data/loader.h"
 #include "infer/evaluate.h"

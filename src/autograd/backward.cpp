@@ -1,53 +1,21 @@
+// The engine of autograd: the backward pass over the nodes the tape (autograd/tape.h) recorded.
+// It sums gradients with ops::add, so it sits above ops; the tape sits below them.
 #include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/error.h"
 #include "ops/ops.h"
 
 namespace gta::autograd {
 
 namespace {
-thread_local bool g_grad_enabled = true;
-}
-
-bool grad_enabled() { return g_grad_enabled; }
-NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
-
-bool needs_grad(const std::vector<Tensor>& inputs) {
-  if (!g_grad_enabled) return false;
-  for (const Tensor& t : inputs)
-    if (t.defined() && t.requires_grad()) return true;
-  return false;
-}
-
-void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn) {
-  record_outputs({&out}, name, std::move(inputs),
-                 [fn = std::move(fn)](const std::vector<Tensor>& grad_outs) { return fn(grad_outs[0]); });
-}
-
-void record_outputs(const std::vector<Tensor*>& outs, const char* name, std::vector<Tensor> inputs,
-                    MultiBackwardFn fn) {
-  if (!needs_grad(inputs)) return;
-  auto node = std::make_shared<Node>();
-  node->name = name;
-  node->inputs = std::move(inputs);
-  node->n_outputs = static_cast<int>(outs.size());
-  node->backward = std::move(fn);
-  for (size_t i = 0; i < outs.size(); ++i) {
-    TensorImpl* out = outs[i]->impl();
-    out->requires_grad = true;
-    out->grad_fn = node;
-    out->output_nr = static_cast<int>(i);
-  }
-}
 
 // Post-order DFS from the root over tensors that require grad; reversed, it is a topological
 // order in which every tensor comes after all tensors computed from it. The outputs of one node
 // all come before that node's inputs (each output has an edge to every input).
-static std::vector<TensorImpl*> topological_order(TensorImpl* root) {
+std::vector<TensorImpl*> topological_order(TensorImpl* root) {
   std::vector<TensorImpl*> order;
   std::unordered_set<TensorImpl*> seen;
   std::vector<std::pair<TensorImpl*, size_t>> stack{{root, 0}};
@@ -66,6 +34,7 @@ static std::vector<TensorImpl*> topological_order(TensorImpl* root) {
   return {order.rbegin(), order.rend()};
 }
 
+// Runs the backward pass from `root` with seed gradient `grad` (ones for a scalar root).
 void run_backward(const Tensor& root, const Tensor& grad) {
   GTA_CHECK(root.requires_grad(), "backward() on a tensor that does not require grad");
   Tensor seed = grad;
@@ -131,4 +100,11 @@ void run_backward(const Tensor& root, const Tensor& grad) {
   }
 }
 
+}  // namespace
 }  // namespace gta::autograd
+
+namespace gta {
+
+void Tensor::backward(const Tensor& grad) const { autograd::run_backward(*this, grad); }
+
+}  // namespace gta

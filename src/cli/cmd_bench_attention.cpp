@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "cli/commands.h"
 #include "core/cuda_runtime.h"
 #include "core/device.h"

@@ -24,7 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "cli/commands.h"
 #include "config/config.h"
 #include "core/cuda_runtime.h"

@@ -7,11 +7,6 @@
 #include "core/error.h"
 #include "distributed/communicator.h"
 
-int& gta::cli::exit_status() {
-  static int status = 0;
-  return status;
-}
-
 int main(int argc, char** argv) {
   try {
     gta::dist::set_rank_env_defaults(gta::dist::detect_launch_env());

@@ -1,6 +1,6 @@
-// CPU-only builds: the CUDA services report that the backend is absent. Queries that make sense
-// without a GPU (device count, cache statistics, options) answer; everything else throws.
-#ifndef GTA_WITH_CUDA
+// CPU-only builds (CMakeLists.txt compiles this file in place of cuda_runtime.cu): the CUDA services
+// report that the backend is absent. Queries that make sense without a GPU (device count, cache
+// statistics, options) answer; everything else throws.
 #include "core/cuda_graph.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
@@ -38,4 +38,3 @@ void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 
 }  // namespace gta::cuda
-#endif

@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "core/tensor.h"
 
 namespace gta {
 
@@ -27,8 +26,5 @@ auto dispatch_all(DType t, Fn&& fn) {
   }
   return fn(float{});
 }
-
-// Copies src into dst elementwise (same shape, any strides, any dtypes; CPU only).
-void copy_strided(const Tensor& dst, const Tensor& src);
 
 }  // namespace gta

@@ -1,6 +1,11 @@
 // Tensor: a strided view (shape, strides, offset in elements) into a Storage, with a dtype, a
 // device, and the autograd fields (requires_grad, grad, the node that produced it, hooks).
 // Copying a Tensor copies a handle: both refer to the same TensorImpl.
+//
+// The methods marked "(ops)" below record on the autograd tape or copy elements with the copy
+// kernels, so they are defined in the ops library (ops/views.cpp) and backward() in the autograd
+// engine (autograd/backward.cpp): they are declared here so that they read as methods. A layer
+// below ops that calls one fails to link (docs/architecture.md, "How the build keeps the layers").
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -48,11 +53,12 @@ class Tensor {
   // ---- creation ----
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // full and ones fill on the host (ops).
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu()) {
     return full(shape, 1.0, dtype, device);
   }
-  // Values converted to `dtype` (CPU).
+  // Values converted to `dtype` (CPU). (ops)
   static Tensor from_doubles(const std::vector<double>& v, const Shape& shape, DType dtype = DType::f32);
   template <typename T>
   static Tensor from_vector(const std::vector<T>& v, const Shape& shape) {
@@ -85,11 +91,11 @@ class Tensor {
     check_dtype(dtype_of<T>::value);
     return static_cast<T*>(raw_data());
   }
-  // Copies all elements to host as doubles, in logical (row-major) order. For tests and small reads.
+  // Copies all elements to host as doubles, in logical (row-major) order. For tests and small reads. (ops)
   std::vector<double> to_doubles() const;
-  double item() const;  // the single element, as double
+  double item() const;  // the single element, as double (ops)
 
-  // ---- views and copies (recorded by autograd) ----
+  // ---- views and copies, recorded by autograd (ops) ----
   Tensor reshape(const Shape& shape) const;  // a view when contiguous, else a copy
   Tensor permute(const std::vector<int>& dims) const;
   Tensor transpose(int a, int b) const;
@@ -108,7 +114,7 @@ class Tensor {
   void zero_grad() { impl_->grad.reset(); }
   bool is_leaf() const { return impl_->grad_fn == nullptr; }
   Tensor detach() const;  // shares storage, no autograd history
-  // Runs backward from this scalar (or from `grad` for non-scalars).
+  // Runs backward from this scalar (or from `grad` for non-scalars). (autograd engine)
   void backward(const Tensor& grad = Tensor()) const;
   // Called once per backward pass, after this leaf's gradient has been fully accumulated.
   void register_grad_ready_hook(GradHook hook) { impl_->grad_ready_hooks.push_back(std::move(hook)); }

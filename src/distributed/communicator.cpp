@@ -2,7 +2,7 @@
 #include "distributed/communicator.h"
 
 #include "core/error.h"
-#include "core/strided.h"
+#include "ops/copy.h"
 #include "ops/ops.h"
 
 namespace gta::dist {

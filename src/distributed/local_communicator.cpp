@@ -1,7 +1,7 @@
 // One process: every collective is the identity.
 #include "distributed/local_communicator.h"
 
-#include "core/strided.h"
+#include "ops/copy.h"
 
 namespace gta::dist {
 

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
-#include "core/strided.h"
+#include "ops/copy.h"
 #include "ops/ops.h"
 
 namespace gta::dist {

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/strided.h"
+#include "ops/copy.h"
 #include "ops/ops.h"
 #include "optim/clip.h"
 #ifdef GTA_WITH_CUDA

@@ -4,7 +4,7 @@
 #include <exception>
 #include <vector>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 #include "ops/decode_position.h"

@@ -6,7 +6,7 @@
 #include <limits>
 #include <memory>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/error.h"
 #include "data/loader.h"
 

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cmath>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/error.h"
 #include "infer/decode_step.h"
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "core/strided.h"
+#include "ops/copy.h"
 #include "ops/decode_position.h"
 
 namespace gta::nn {

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/strided.h"
+#include "ops/copy.h"
 #include "ops/ops.h"
 
 namespace gta::nn {

@@ -13,7 +13,8 @@
 #include <limits>
 #include <string>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
+#include "kernels/attention_problem.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA
@@ -26,15 +27,7 @@ namespace gta::ops {
 
 namespace {
 
-struct Dims {
-  int64_t B, T, S, nq, nk, nv, dqk, dv;
-  int64_t kv_of(int64_t i) const { return i / (nq / nk); }
-  int64_t v_of(int64_t i) const { return i / (nq / nv); }
-  int64_t q_off(int64_t b, int64_t t, int64_t i) const { return ((b * T + t) * nq + i) * dqk; }
-  int64_t k_off(int64_t b, int64_t u, int64_t j) const { return ((b * S + u) * nk + j) * dqk; }
-  int64_t v_off(int64_t b, int64_t u, int64_t j) const { return ((b * S + u) * nv + j) * dv; }
-  int64_t o_off(int64_t b, int64_t t, int64_t i) const { return ((b * T + t) * nq + i) * dv; }
-};
+using kernels::AttnDims;
 
 template <typename T>
 inline T dot(const T* a, const T* b, int64_t n) {
@@ -44,10 +37,10 @@ inline T dot(const T* a, const T* b, int64_t n) {
 }
 
 // Multiply-adds of one pass; small problems stay on one thread (starting the team costs more).
-inline bool worth_threads(const Dims& D) { return D.B * D.nq * D.T * D.S * (D.dqk + D.dv) > (1 << 16); }
+inline bool worth_threads(const AttnDims& D) { return D.B * D.nq * D.T * D.S * (D.dqk + D.dv) > (1 << 16); }
 
 template <typename T>
-void forward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v, T* out, T* lse) {
+void forward_kernel(const AttnDims& D, T scale, const T* q, const T* k, const T* v, T* out, T* lse) {
 #pragma omp parallel if (worth_threads(D))
   {
     std::vector<T> s(static_cast<size_t>(D.S));
@@ -78,7 +71,7 @@ void forward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v, 
 }
 
 template <typename T>
-void backward_kernel(const Dims& D, T scale, const T* q, const T* k, const T* v, const T* lse, const T* g, T* dq,
+void backward_kernel(const AttnDims& D, T scale, const T* q, const T* k, const T* v, const T* lse, const T* g, T* dq,
                      T* dk, T* dv) {
   std::fill_n(dk, D.B * D.S * D.nk * D.dqk, T(0));
   std::fill_n(dv, D.B * D.S * D.nv * D.dv, T(0));
@@ -134,13 +127,12 @@ bool force_reference() {
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
 
-Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const Dims& D) {
+Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const AttnDims& a) {
   const Device dev = q.device();
   cuda::DeviceGuard guard(dev.index);
   Tensor qc = q.contiguous().detach(), kc = k.contiguous().detach(), vc = v.contiguous().detach();
-  Tensor out = Tensor::empty({D.B, D.T, D.nq, D.dv}, q.dtype(), dev);
-  Tensor lse = Tensor::empty({D.B, D.nq, D.T}, DType::f32, dev);
-  const kernels::AttnDims a{D.B, D.T, D.S, D.nq, D.nk, D.nv, D.dqk, D.dv};
+  Tensor out = Tensor::empty({a.B, a.T, a.nq, a.dv}, q.dtype(), dev);
+  Tensor lse = Tensor::empty({a.B, a.nq, a.T}, DType::f32, dev);
   // flash kernels read 16-byte vectors: views at odd offsets take the reference path
   const bool flash = q.dtype() == DType::bf16 && !force_reference() && kernels::flash_attention_supported(a) &&
                      aligned16(qc) && aligned16(kc) && aligned16(vc);
@@ -184,7 +176,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
     require_same_dtype("attention", q, *t);
     GTA_CHECK(t->ndim() == 4, "attention: expected [B, T, heads, width], got {}", t->str());
   }
-  Dims D{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), v.size(2), q.size(3), v.size(3)};
+  const AttnDims D =
+      kernels::attn_dims(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), v.size(2), q.size(3), v.size(3));
   GTA_CHECK(k.size(0) == D.B && v.size(0) == D.B && v.size(1) == D.S && k.size(3) == D.dqk,
             "attention: q {}, k {}, v {} do not fit together", q.str(), k.str(), v.str());
   GTA_CHECK(D.nk > 0 && D.nv > 0 && D.nq % D.nk == 0 && D.nq % D.nv == 0,

@@ -1,7 +1,7 @@
 // Concatenation along one dimension; its backward slices the gradient back apart. Works on any
 // device: each input is a strided copy into its slice of the output (copy_strided dispatches).
-#include "autograd/node.h"
-#include "core/strided.h"
+#include "autograd/tape.h"
+#include "ops/copy.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 

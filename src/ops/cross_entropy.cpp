@@ -4,7 +4,7 @@
 // The row statistics are accumulated in double so f32 logits still give an accurate loss.
 #include <cmath>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/strided.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"

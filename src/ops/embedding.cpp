@@ -1,5 +1,5 @@
 // Embedding lookup: out[..., :] = W[ids[...], :].  dW[v] = sum of g rows whose id is v.
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "core/strided.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <optional>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "ops/dispatch.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"

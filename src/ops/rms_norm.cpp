@@ -12,7 +12,7 @@
 #include <cmath>
 #include <utility>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA

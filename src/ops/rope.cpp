@@ -5,7 +5,7 @@
 // Features from rot_dim on pass through. The backward is the inverse rotation (angle -a).
 #include <cmath>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "ops/decode_position.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"

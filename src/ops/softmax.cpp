@@ -2,7 +2,7 @@
 // Backward: dx = y * (g - sum(g * y)).
 #include <cmath>
 
-#include "autograd/node.h"
+#include "autograd/tape.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #ifdef GTA_WITH_CUDA

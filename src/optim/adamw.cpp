@@ -5,12 +5,10 @@
 #include <type_traits>
 #include <unordered_map>
 
-#include "core/error.h"
-#include "core/strided.h"
-#ifdef GTA_WITH_CUDA
 #include "core/cuda_runtime.h"
+#include "core/error.h"
 #include "kernels/adamw.h"
-#endif
+#include "ops/copy.h"
 
 namespace gta::optim {
 
@@ -125,12 +123,7 @@ void update_host(const Tensor& param, const Tensor& grad, const Tensor& master, 
 // Whether a parameter's state lives beside it on the GPU and the fused multi-tensor kernel updates it
 // (f32 and bf16 parameters on a GPU of a CUDA build); other GPU parameters take the host round trip.
 bool on_gpu_path(const Tensor& p) {
-#ifdef GTA_WITH_CUDA
   return p.device().is_cuda() && (p.dtype() == DType::f32 || p.dtype() == DType::bf16);
-#else
-  (void)p;
-  return false;
-#endif
 }
 
 // dst = src converted to dst's dtype, on dst's device (dst contiguous).
@@ -208,12 +201,10 @@ std::vector<std::string> AdamW::no_decay_group() const {
 void AdamW::step(double lr) {
   GTA_CHECK(std::isfinite(lr) && lr >= 0, "AdamW: learning rate must be finite and >= 0, got {}", lr);
   ++step_;
-#ifdef GTA_WITH_CUDA
   // GPU parameters (f32, bf16): one fused launch per device over all of them.
   std::map<int, std::vector<kernels::AdamWTensor>> gpu_batches;
   std::vector<Tensor> keep;  // contiguous gradients alive until the launches are queued
   const Coeffs<float> cf = make_coeffs<float>(cfg_, lr, step_, true);
-#endif
   for (Slot& s : slots_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
@@ -221,7 +212,6 @@ void AdamW::step(double lr) {
               shape_str(g.shape()), shape_str(s.param.shape()));
     GTA_CHECK(g.device() == s.param.device(), "AdamW: gradient of {} is on {}, the parameter on {}", s.name,
               g.device().str(), s.param.device().str());
-#ifdef GTA_WITH_CUDA
     if (on_gpu_path(s.param) && (g.dtype() == DType::f32 || g.dtype() == DType::bf16)) {
       Tensor gc = g.contiguous();
       keep.push_back(gc);
@@ -238,7 +228,6 @@ void AdamW::step(double lr) {
       gpu_batches[s.param.device().index].push_back(d);
       continue;
     }
-#endif
     if (s.param.device().is_cpu()) {
       update_host(s.param, g.contiguous(), s.master, s.exp_avg, s.exp_avg_sq, cfg_, lr, step_, s.decay);
     } else {
@@ -249,14 +238,12 @@ void AdamW::step(double lr) {
       copy_bytes(s.param.raw_data(), s.param.device(), p_host.raw_data(), Device::cpu(), p_host.nbytes());
     }
   }
-#ifdef GTA_WITH_CUDA
   const kernels::AdamWCoeffs kc{cf.b1,      cf.one_minus_b1, cf.b2,  cf.one_minus_b2, cf.inv_bc1,
                                 cf.inv_bc2, cf.lr,           cf.eps, cf.decay_mult};
   for (const auto& [device, batch] : gpu_batches) {
     cuda::DeviceGuard guard(device);
     kernels::adamw_step(batch, kc);
   }
-#endif
 }
 
 void AdamW::zero_grad() {

@@ -2,17 +2,14 @@
 
 #include <cmath>
 #include <algorithm>
+#include <map>
 #include <type_traits>
 #include <unordered_set>
 #include <vector>
 
-#include "core/error.h"
-#ifdef GTA_WITH_CUDA
-#include <map>
-
 #include "core/cuda_runtime.h"
+#include "core/error.h"
 #include "kernels/adamw.h"
-#endif
 
 namespace gta::optim {
 
@@ -83,7 +80,6 @@ auto dispatch_grad(const std::string& name, DType t, Fn&& fn) {
   }
 }
 
-#ifdef GTA_WITH_CUDA
 // GPU gradients the fused kernels take (f32/bf16, contiguous), grouped by device; others fall back to
 // the host path.
 bool on_gpu_path(const Tensor& g) {
@@ -94,7 +90,6 @@ using GpuBatches = std::map<int, std::vector<kernels::GradRef>>;
 void add_to_batch(GpuBatches& b, const Tensor& g) {
   b[g.device().index].push_back(kernels::GradRef{g.raw_data(), g.numel(), g.dtype()});
 }
-#endif
 
 }  // namespace
 
@@ -104,42 +99,32 @@ double grad_norm(const std::vector<std::pair<std::string, Tensor>>& params) {
 
 double grad_sum_squares(const std::vector<std::pair<std::string, Tensor>>& params) {
   double total = 0;
-#ifdef GTA_WITH_CUDA
   GpuBatches gpu;  // GPU gradients: one deterministic multi-tensor reduction per device
-#endif
   for_each_grad(params, [&](const std::string& name, const Tensor& g) {
-#ifdef GTA_WITH_CUDA
     if (on_gpu_path(g)) {
       add_to_batch(gpu, g);
       return;
     }
-#endif
     Tensor h = g.detach().to(Device::cpu()).contiguous();
     total += dispatch_grad(name, h.dtype(), [&](auto tag) {
       using T = decltype(tag);
       return sum_sq(h.data<T>(), h.numel());
     });
   });
-#ifdef GTA_WITH_CUDA
   for (const auto& [device, batch] : gpu) {
     cuda::DeviceGuard guard(device);
     total += kernels::grad_sum_squares(batch);
   }
-#endif
   return total;
 }
 
 void scale_grads(const std::vector<std::pair<std::string, Tensor>>& params, double factor) {
-#ifdef GTA_WITH_CUDA
   GpuBatches gpu;
-#endif
   for_each_grad(params, [&](const std::string& name, const Tensor& g) {
-#ifdef GTA_WITH_CUDA
     if (on_gpu_path(g)) {
       add_to_batch(gpu, g);
       return;
     }
-#endif
     if (g.device().is_cpu() && g.is_contiguous()) {
       dispatch_grad(name, g.dtype(), [&](auto tag) {
         using T = decltype(tag);
@@ -155,12 +140,10 @@ void scale_grads(const std::vector<std::pair<std::string, Tensor>>& params, doub
     });
     copy_bytes(g.raw_data(), g.device(), h.raw_data(), Device::cpu(), h.nbytes());
   });
-#ifdef GTA_WITH_CUDA
   for (const auto& [device, batch] : gpu) {
     cuda::DeviceGuard guard(device);
     kernels::scale_grads(batch, factor);
   }
-#endif
 }
 
 double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, double max_norm) {

@@ -1,8 +1,8 @@
-// The autograd graph. An op that produces `out` from inputs records a Node on `out`: the inputs
-// and a function that maps d(loss)/d(out) to d(loss)/d(input_i) for every input. backward()
-// walks the graph from the loss in reverse topological order, summing the gradients that reach
-// each tensor (a tensor used twice receives both contributions) and accumulating them into the
-// `.grad` of leaves that require it.
+// The autograd tape. An op that produces `out` from inputs records a Node on `out`: the inputs
+// and a function that maps d(loss)/d(out) to d(loss)/d(input_i) for every input. Tensor::backward()
+// (the engine, autograd/backward.cpp, a layer above ops) walks the graph from the loss in reverse
+// topological order, summing the gradients that reach each tensor (a tensor used twice receives
+// both contributions) and accumulating them into the `.grad` of leaves that require it.
 #pragma once
 #include <functional>
 #include <string>
@@ -49,8 +49,5 @@ void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardF
 // output_nr i). backward() runs it once, after every output's gradient is complete.
 void record_outputs(const std::vector<Tensor*>& outs, const char* name, std::vector<Tensor> inputs,
                     MultiBackwardFn fn);
-
-// Runs the backward pass from `root` with seed gradient `grad` (ones for a scalar root).
-void run_backward(const Tensor& root, const Tensor& grad);
 
 }  // namespace gta::autograd
