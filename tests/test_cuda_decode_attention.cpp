@@ -5,6 +5,7 @@
 //     over the head layouts of every type (MHA, GQA, MQA with odd head counts, GTA's shared key
 //     and latent, GVA's folded values) and contexts 1, 7, 129, 1000 (several chunks combined);
 //   - ops::decode_latent_attention (MLA absorbed) against its formula in f64;
+//   - ops::gta_value_decode (GTA's value decoder and gate, fused) against its composition;
 //   - whole models of every type, bf16 on the GPU: logits of token-by-token cached decoding
 //     (eager, and replayed as a CUDA graph) against the CPU f64 forward of the same weights, at
 //     every position.
@@ -25,6 +26,7 @@
 #include "infer/decode_step.h"
 #include "nn/model.h"
 #include "ops/decode_position.h"
+#include "ops/gta_value_decode.h"
 #include "ops/ops.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -76,6 +78,38 @@ TEST(CudaDecodeAttention, MatchesCpuAttention) {
         ASSERT_EQ(got.shape(), (gta::Shape{B, h.nq, h.dv}));
         EXPECT_LE(normwise(got.to_doubles(), want.to_doubles()), 1e-2);
       }
+}
+
+// GTA's fused value decoder and gate (ops::gta_value_decode) against the composition the layer
+// trains with (permute, batched matmul, tiled add, sigmoid, multiply) in f64 on the same
+// bf16-rounded numbers: GTA-S's and GTA-1B's group sizes and an odd one, B 1 and 3, Wb scaled
+// so that the decoded part and the tiled part weigh alike (a wrong column or group shows).
+TEST(CudaDecodeAttention, GtaValueDecodeMatchesComposition) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t seed = gta_test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Rng rng(seed);
+  gta::autograd::NoGradGuard no_grad;
+  struct Sizes {
+    const char* what;
+    int64_t nq, dl, e;
+  };
+  for (const Sizes& z : {Sizes{"GTA-S", 4, 96, 2}, Sizes{"GTA-1B", 5, 128, 2}, Sizes{"odd", 3, 40, 3}})
+    for (int64_t B : {1, 3}) {
+      SCOPED_TRACE(std::string(z.what) + " B " + std::to_string(B));
+      const int64_t w = z.e * z.dl, d = z.nq * w;
+      Tensor o = rounded(randn(rng, {B, z.nq, z.dl}), DType::bf16);
+      Tensor wb = rounded(randn(rng, {w, z.nq * z.dl}, DType::f64, 1.0 / std::sqrt(double(z.dl))), DType::bf16);
+      Tensor g = rounded(randn(rng, {B, d}, DType::f64, 2.0), DType::bf16);
+      Tensor dec = gta::ops::matmul(o.permute({1, 0, 2}), wb.reshape({z.nq, z.dl, w})).permute({1, 0, 2});
+      Tensor u = gta::ops::add(dec.reshape({B, z.nq, z.e, z.dl}), o.reshape({B, z.nq, 1, z.dl})).reshape({B, d});
+      Tensor want = gta::ops::mul(gta::ops::sigmoid(g), u);
+      Tensor og = o.to(DType::bf16).to(kGpu), wg = wb.to(DType::bf16).to(kGpu), gg = g.to(DType::bf16).to(kGpu);
+      ASSERT_TRUE(gta::ops::gta_value_decode_supported(og, wg, gg));
+      Tensor got = gta::ops::gta_value_decode(og, wg, gg);
+      ASSERT_EQ(got.shape(), (gta::Shape{B, d}));
+      EXPECT_LE(normwise(got.to_doubles(), want.to_doubles()), 1e-2);
+    }
 }
 
 // The ops of a step at a device position (ops/decode_position.h) against their host-position

@@ -11,6 +11,7 @@
 #include "nn/attention/attention.h"
 #include "nn/layers.h"
 #include "ops/decode_position.h"
+#include "ops/gta_value_decode.h"
 #include "ops/ops.h"
 
 namespace gta::nn {
@@ -42,6 +43,7 @@ class GroupedLatentAttention : public Attention {
     Tensor q = apply_rope(q_(x).reshape({B, T, nq_, dqk_}), static_cast<int>(dqk_), theta_, cache);
     Tensor k = apply_rope(k_(x).reshape({B, T, nk_, dqk_}), static_cast<int>(dqk_), theta_, cache);
     Tensor c = v_(x).reshape({B, T, nv_, dl_});
+    Tensor g;  // the gate's pre-activation x Wg + bg [B, T, d], computed where it is needed
     const double scale = 1.0 / std::sqrt(static_cast<double>(dqk_));
     Tensor o;  // [B, T, n_q, d_l]
     if (cache && T == 1 && !probe) {
@@ -53,6 +55,10 @@ class GroupedLatentAttention : public Attention {
       o = cache->position.defined()
               ? ops::decode_attention_at(qr, cache->buffers[0], cache->buffers[1], scale, cache->position)
               : ops::decode_attention(qr, cache->buffers[0], cache->buffers[1], cache->len, scale);
+      g = g_(x);
+      const Tensor g2 = g.reshape({B, d_});
+      if (ops::gta_value_decode_supported(o, wb_, g2))  // the decoder and gate below in one kernel
+        return o_(ops::gta_value_decode(o, wb_, g2).reshape({B, 1, d_}));
       o = o.reshape({B, 1, nq_, dl_});
     } else {
       if (cache) {
@@ -67,7 +73,7 @@ class GroupedLatentAttention : public Attention {
     Tensor ob = o.reshape({N, nq_, dl_}).permute({1, 0, 2});
     Tensor dec = ops::matmul(ob, wb_.reshape({nq_, dl_, e_ * dl_})).permute({1, 0, 2}).reshape({N, nq_, e_, dl_});
     Tensor u = ops::add(dec, o.reshape({N, nq_, 1, dl_})).reshape({B, T, d_});
-    return o_(ops::mul(ops::sigmoid(g_(x)), u));
+    return o_(ops::mul(ops::sigmoid(g.defined() ? g : g_(x)), u));
   }
 
  private:
