@@ -93,6 +93,6 @@ for t in "${targets[@]}"; do
   done
   echo "fuzz: $t: $runs executions in $((SECONDS - start)) s, 0 crashes, corpus $(ls "$corpus" | wc -l) inputs"
   for k in "${set_aside[@]}"; do
-    echo "fuzz: $t: set aside, inside libhdf5 itself: $(grep -m1 -E '^==[0-9]+==ERROR|runtime error' "$k.log"), input $k"
+    echo "fuzz: $t: set aside, inside libhdf5 itself: $(grep -m1 -E '^==[0-9]+== ?ERROR|runtime error' "$k.log"), input $k"
   done
 done
