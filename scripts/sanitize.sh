@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the CPU-only suite with AddressSanitizer + UndefinedBehaviorSanitizer (the asan preset,
-# into ./build-asan) and runs all of it: any memory error, undefined behaviour or leak in gta's
-# code fails a test. Open MPI's own leaks are suppressed by tests/sanitizers/lsan.supp.
+# Builds the CPU-only suite with AddressSanitizer + UndefinedBehaviorSanitizer (the asan preset:
+# clang, into ./build-asan) and runs all of it: any memory error, undefined behaviour or leak in
+# gta's code fails a test. Open MPI's own leaks are suppressed by tests/sanitizers/lsan.supp.
+# The same build carries libFuzzer's coverage and the fuzz targets, so scripts/fuzz.sh after it
+# compiles nothing more (scripts/test.sh runs both: one sanitizer build, not two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS

@@ -11,7 +11,8 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler libboost-dev
   python3 python3-numpy python3-h5py python3-matplotlib python3-yaml python3-html2text
-  clang libclang-rt-dev libomp-dev  # the fuzz preset (scripts/fuzz.sh): libFuzzer, clang's OpenMP
+  # The asan preset (sanitize.sh, fuzz.sh): clang, its sanitizer and libFuzzer runtimes, its OpenMP.
+  clang libclang-rt-dev libomp-dev
 )
 
 missing=()
