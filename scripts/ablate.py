@@ -235,6 +235,25 @@ def copy_logs(run_dir, log_dir):
             shutil.copyfile(run_dir / f, log_dir / f)
 
 
+# A run's log directory (run.json: commands, cards, commits, wall time; train.log, eval.json,
+# info.json, analysis/) travels back from a device call; a copy of it also sits in the run
+# directory (record/), which stays with the checkpoints. When the log directory is lost between
+# calls while the run directory survives (a warm machine keeps runs/, a copied-in tree replaces
+# experiments/), the log directory is restored from the copy, history included.
+def write_state(state, log_dir, run_dir):
+    (log_dir / "run.json").write_text(json.dumps(state, indent=2) + "\n")
+    if run_dir.is_dir():
+        shutil.copytree(log_dir, run_dir / "record", dirs_exist_ok=True)
+
+
+def read_state(name, log_dir, run_dir):
+    if not (log_dir / "run.json").is_file() and (run_dir / "record" / "run.json").is_file():
+        shutil.copytree(run_dir / "record", log_dir, dirs_exist_ok=True)
+        print(f"{name}: log directory restored from {run_dir / 'record'}")
+    path = log_dir / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("suite", help="experiments/ablations/<suite>.yaml")
@@ -286,8 +305,7 @@ def main():
         if wanted and name not in wanted:
             continue
         log_dir, run_dir = results / "runs" / name, runs_root / name
-        state_path = log_dir / "run.json"
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        state = read_state(name, log_dir, run_dir)
         wants_analysis = name in suite.get("analyze", {}).get("runs", [])
         if state.get("complete"):
             if wants_analysis and not (log_dir / "analysis" / "analysis.json").is_file() and has_checkpoint(run_dir):
@@ -331,7 +349,7 @@ def main():
             copy_logs(run_dir, log_dir)
             at = last_train_step(read_metrics(run_dir / "metrics.jsonl"))
             state.update(name=name, type=run["type"], seed=run["seed"], lr=run.get("lr"), step=at, steps=steps)
-            state_path.write_text(json.dumps(state, indent=2) + "\n")
+            write_state(state, log_dir, run_dir)
             # 0: finished or stopped (older gta); 130/143: stopped by SIGINT/SIGTERM after saving.
             if rc not in (0, 130, 143):
                 tail = (log_dir / "train.log").read_text().splitlines()[-5:]
@@ -351,7 +369,7 @@ def main():
         copy_logs(run_dir, log_dir)
         state.update(name=name, type=run["type"], seed=run["seed"], lr=run.get("lr"), step=steps, steps=steps,
                      complete=True)
-        state_path.write_text(json.dumps(state, indent=2) + "\n")
+        write_state(state, log_dir, run_dir)
         print(f"{name}: complete")
 
 

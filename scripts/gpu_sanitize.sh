@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-sanitize}
 limit=$(( ${1:-3} * 60 ))
 mkdir -p "$out"
-cmake --preset gpu -DGTA_BUILD_TESTS=ON > "$out/configure.log"
+# protoc: from protobuf-compiler, or a protoc unpacked beside the tree (GTA_PROTOC).
+protoc=()
+[ -n "${GTA_PROTOC:-}" ] && protoc=(-DProtobuf_PROTOC_EXECUTABLE="$GTA_PROTOC")
+cmake --preset gpu -DGTA_BUILD_TESTS=ON "${protoc[@]}" > "$out/configure.log"
 cmake --build build-gpu --target gta_tests --parallel "$(nproc)" > "$out/build.log" 2>&1 ||
   { tail -50 "$out/build.log"; exit 1; }
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -2,9 +2,9 @@
 # The ablation runner and report builder on the CPU suite (experiments/ablations/tiny.yaml):
 # every run completes and is skipped when the runner is called again; a run left with a
 # checkpoint part-way is resumed with --resume and ends bit-identical to the same run trained
-# straight through; gta analyze runs on the runs the suite names; the report builds its tables,
-# JSON and plots from the logs alone and rebuilds them identically; a broken suite file is
-# refused with its name and key.
+# straight through; a run whose log directory was lost is restored from its run directory; gta
+# analyze runs on the runs the suite names; the report builds its tables, JSON and plots from the
+# logs alone and rebuilds them identically; a broken suite file is refused with its name and key.
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$PY" -c "import yaml, matplotlib" 2>/dev/null || { echo "skip: python3 lacks yaml or matplotlib"; exit 77; }
@@ -18,6 +18,14 @@ cp A/runs/gqa-s1/run.json gqa-before.json
 ablate --results A --runs RA > a2.log
 grep -c 'complete, skipped' a2.log | grep -qx 4 || fail "a second call should skip every run: $(cat a2.log)"
 cmp -s gqa-before.json A/runs/gqa-s1/run.json || fail "a skipped run's record changed"
+# A call whose tree lost the log directory while the run directory survived (a warm device
+# machine keeps runs/, the copied-in tree replaces experiments/): the record comes back whole.
+cp -r A/runs/gqa-s1 gqa-logs-before
+rm -rf A/runs/gqa-s1
+ablate --results A --runs RA --only gqa-s1 > a3.log
+grep -q 'gqa-s1: log directory restored from' a3.log && grep -q 'gqa-s1: complete, skipped' a3.log ||
+  fail "the lost log directory was not restored: $(cat a3.log)"
+diff -r gqa-logs-before A/runs/gqa-s1 > /dev/null || fail "the restored log directory differs from the lost one"
 
 # Part-way: the plan writes mha-s1's config; gta trains it to step 12 of the same 24-step
 # schedule (checkpoint at 12), as a run stopped by the deadline would leave it, its metrics.jsonl
