@@ -6,6 +6,8 @@
 # log and an ERROR SUMMARY table go to ${OUT:-gpu-sanitize}/ (summary.md, with card, commit,
 # date). Exit status: non-zero when any tool reports an error or a test fails under it.
 #   scripts/gpu_sanitize.sh [MINUTES_PER_TOOL]     (default 3; a tool past it counts as failed)
+#   GPU_SANITIZE_TOOLS=racecheck scripts/gpu_sanitize.sh 9    (one tool per time-limited call:
+#   racecheck over the attention tests needs more than 3 minutes on an H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-sanitize}
@@ -40,9 +42,14 @@ sanitize() {
   esac
   rows+=("| $tool | \`$filter\` | ${summary:-none printed} | ${tests:-none} | $rc |")
 }
-sanitize memcheck "$gpu_tests" --leak-check full
-sanitize racecheck "$shared_memory_tests"
-sanitize synccheck "$shared_memory_tests"
+for tool in ${GPU_SANITIZE_TOOLS:-memcheck racecheck synccheck}; do
+  case $tool in
+    # --print-limit 0: every error printed, not the first 100, so the log accounts for the summary.
+    memcheck) sanitize memcheck "$gpu_tests" --leak-check full --print-limit 0 ;;
+    racecheck | synccheck) sanitize "$tool" "$shared_memory_tests" ;;
+    *) echo "gpu_sanitize: unknown tool '$tool' in GPU_SANITIZE_TOOLS (memcheck, racecheck, synccheck)" >&2; exit 2 ;;
+  esac
+done
 
 card=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n 1)
 {
