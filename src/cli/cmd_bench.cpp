@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "config/config.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
@@ -250,18 +251,18 @@ void register_bench(CLI::App& app) {
   CLI::App* tr = bench->add_subcommand("train", "Training steps per second on random tokens");
   tr->add_option("config", o->config, "model config (YAML)")->required()->check(CLI::ExistingFile);
   tr->add_option("--set", o->overrides, "override a config key (model.KEY=VALUE)");
-  tr->add_option("--batch", o->batch, "sequences per step")->check(CLI::PositiveNumber);
-  tr->add_option("--seq-len", o->seq_len, "tokens per sequence")->check(CLI::PositiveNumber);
-  tr->add_option("--steps", o->steps, "timed steps")->check(CLI::PositiveNumber);
-  tr->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  tr->add_option("--batch", o->batch, "sequences per step")->check(kPositive);
+  tr->add_option("--seq-len", o->seq_len, "tokens per sequence")->check(kPositive);
+  tr->add_option("--steps", o->steps, "timed steps")->check(kPositive);
+  tr->add_option("--warmup", o->warmup, "untimed steps first")->check(kNonNegative);
   tr->add_option("--vocab-size", o->vocab, "vocabulary when the config leaves it to the tokenizer");
   tr->add_option("--device", o->device, "cpu, cuda (under mpirun: cuda:<local rank>), cuda:N or auto");
   tr->add_option("--dtype", o->dtype, "parameter dtype: f32, or bf16 (mixed precision, CUDA only)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   tr->add_option("--bucket-mb", o->bucket_mb, "gradient bucket size under mpirun (dist.bucket_mb)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   tr->add_option("--timeout", o->timeout_s, "seconds a collective may take under mpirun (dist.timeout_s)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   tr->add_option("--peak-tflops", o->peak_tflops, "the device's peak TFLOP/s, to report MFU");
   tr->add_flag("--no-grad-sync", o->no_grad_sync,
               "under mpirun, skip the gradient all-reduce (ranks train apart): the compute-only baseline");

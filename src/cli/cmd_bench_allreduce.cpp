@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -106,13 +107,13 @@ void register_bench_allreduce(CLI::App* bench) {
   CLI::App* ar = bench->add_subcommand("allreduce", "All-reduce bandwidth between ranks (run under mpirun -np N)");
   ar->add_option("--sizes-mb", o->sizes_mb, "message sizes in MB (10^6 bytes)")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   ar->add_option("--device", o->device, "cpu (MPI), cuda (NCCL; cuda:<local rank>) or auto");
   ar->add_option("--dtype", o->dtype, "element type (default: bf16 on a GPU, f32 on the CPU)")->check(CLI::IsMember({"f32", "bf16", "f64"}));
-  ar->add_option("--iters", o->iters, "timed all-reduces per size")->check(CLI::PositiveNumber);
-  ar->add_option("--warmup", o->warmup, "untimed all-reduces per size first")->check(CLI::NonNegativeNumber);
+  ar->add_option("--iters", o->iters, "timed all-reduces per size")->check(kPositive);
+  ar->add_option("--warmup", o->warmup, "untimed all-reduces per size first")->check(kNonNegative);
   ar->add_option("--timeout", o->timeout_s, "seconds a collective may take (dist.timeout_s)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   ar->add_flag("--json", o->json, "one JSON line per size");
   ar->callback([o] { run_bench_allreduce(*o); });
 }

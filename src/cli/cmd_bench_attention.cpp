@@ -16,6 +16,7 @@
 
 #include "autograd/tape.h"
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "core/cuda_runtime.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -129,10 +130,10 @@ void register_bench_attention(CLI::App* bench) {
   auto o = std::make_shared<BenchAttentionOptions>();
   CLI::App* at = bench->add_subcommand(
       "attention", "Causal attention fwd and fwd+bwd on the GPU (bf16) for MHA, GQA-S, GTA-S, MLA-S, GVA-S shapes");
-  at->add_option("--batch", o->batch, "sequences per call")->check(CLI::PositiveNumber);
-  at->add_option("--seq-len", o->seq_lens, "sequence lengths (T = S), one or more")->check(CLI::PositiveNumber);
+  at->add_option("--batch", o->batch, "sequences per call")->check(kPositive);
+  at->add_option("--seq-len", o->seq_lens, "sequence lengths (T = S), one or more")->check(kPositive);
   at->add_option("--shape", o->shapes, "only these shapes (\"MHA 12x64\", GQA-S, GTA-S, MLA-S, GVA-S)");
-  at->add_option("--trials", o->trials, "timed trials (the median is reported)")->check(CLI::PositiveNumber);
+  at->add_option("--trials", o->trials, "timed trials (the median is reported)")->check(kPositive);
   at->add_flag("--json", o->json, "print one JSON object per line");
   at->callback([o] { run_bench_attention(*o); });
 }

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "data/prepare.h"
 
 namespace gta::cli {
@@ -34,7 +35,7 @@ void register_prepare(CLI::App& app) {
   cmd->add_option("--tokenizer-sentences", opts->tokenizer_sentences,
                   "Lines sampled (deterministically) from the train split to train the tokenizer")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--val-fraction", opts->val_fraction,
                   "Fraction of documents held out for validation (at least one)")
       ->capture_default_str();

@@ -12,7 +12,7 @@ import json, sys
 j = json.loads(open(sys.argv[1]).read())
 assert j["attention"] == sys.argv[2], j
 assert (j["batch"], j["context"], j["new_tokens"], j["dtype"]) == (2, 40, 5, "f32"), j
-for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "ms_per_step", "bandwidth_gbs", "roofline_ms_per_step", "roofline_pct"):
+for k in ("prefill_tokens_per_s", "prefill_first_tokens_per_s", "decode_tokens_per_s", "ms_per_step", "bandwidth_gbs", "roofline_ms_per_step", "roofline_pct"):
     assert j[k] > 0, (k, j)
 # tiny: 2 layers, cache per token per layer = k + v (gqa/mha) or k + latent (gta), f32
 per_layer = {"gqa": 2 * 2 * 16, "mha": 2 * 4 * 16, "gta": 16 + 16}[sys.argv[2]]
@@ -47,5 +47,5 @@ assert "skipped" not in rows[0] and rows[0]["decode_tokens_per_s"] > 0, rows
 assert rows[1]["context"] == 100000 and "max-cache-gb" in rows[1]["skipped"], rows
 PY
 
-expect_fail "batch" "$GTA" bench decode "$SRC/configs/models/tiny/gta.yaml" --device cpu --batch 0
+expect_fail "--batch: must be > 0, got 0" "$GTA" bench decode "$SRC/configs/models/tiny/gta.yaml" --device cpu --batch 0
 echo "bench_decode: ok"
