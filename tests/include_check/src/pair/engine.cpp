@@ -1,0 +1,3 @@
+#include "pair/engine.h"
+// Found nowhere in the tree (a third-party header): belongs to no layer, not checked.
+#include "third_party/lib.h"

@@ -1,0 +1,1 @@
+#include "pair/tape.h"
