@@ -1,5 +1,8 @@
 #include "nn/params.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/error.h"
 #include "core/strided.h"
 #include "ops/copy.h"
@@ -11,9 +14,21 @@ Tensor Params::add(const std::string& name, const Shape& shape, Init init, doubl
   GTA_CHECK(!has(name), "parameter {} registered twice", name);
   Tensor t;
   if (init == Init::normal) {
-    std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
-    rng_->fill_normal(v.data(), v.size(), std);
-    t = Tensor::from_doubles(v, shape, dtype_);
+    // Drawn and converted a chunk at a time: drawing all of a parameter first staged 8 bytes per
+    // weight plus an f64 tensor of them, for a 1B model's embedding 0.5 GB twice, and the page
+    // clearing and copies took about half of the model's construction. fill_normal(n) draws what
+    // n calls of normal() would, so the chunks give the same weights as one call.
+    constexpr int64_t kChunk = int64_t{1} << 20;
+    const int64_t n = shape_numel(shape), es = static_cast<int64_t>(dtype_size(dtype_));
+    t = Tensor::empty(shape, dtype_);
+    std::vector<double> part;
+    for (int64_t at = 0; at < n; at += kChunk) {
+      part.resize(static_cast<size_t>(std::min(kChunk, n - at)));
+      rng_->fill_normal(part.data(), part.size(), std);
+      const Tensor converted = Tensor::from_doubles(part, {static_cast<int64_t>(part.size())}, dtype_);
+      std::memcpy(static_cast<char*>(t.raw_data()) + at * es, converted.raw_data(),
+                  part.size() * static_cast<size_t>(es));
+    }
   } else {
     t = Tensor::full(shape, init == Init::ones ? 1.0 : 0.0, dtype_);
   }
