@@ -60,9 +60,10 @@ class Communicator {
   // has world_size() times the elements of `in`).
   virtual void all_gather(const Tensor& in, const Tensor& out) = 0;
   virtual void barrier() = 0;
-  // The barrier after work one rank does alone (rank 0's evaluation or checkpoint write, which
-  // the others wait for): bounded by `timeout_s` (dist.rank0_timeout_s) rather than the
-  // collective timeout, and a timeout names `what` was being waited for.
+  // The barrier after work rank 0 does alone (its evaluation or checkpoint write, which the
+  // others wait for): on the other ranks bounded by `timeout_s` (dist.rank0_timeout_s) rather
+  // than the collective timeout, and a timeout names `what` was being waited for; on rank 0,
+  // which arrives last, by the collective timeout (a rank missing then crashed or stalled).
   virtual void barrier_within(double timeout_s, const std::string& what) = 0;
   // Ends every rank of the job with `message` (used when this rank hits a fatal error).
   [[noreturn]] virtual void abort(const std::string& message) = 0;

@@ -121,8 +121,14 @@ double MpiCommunicator::reduce_scalar(double v, MPI_Op op) {
 void MpiCommunicator::barrier_within(double timeout_s, const std::string& what) {
   MPI_Request req;
   MPI_Ibarrier(MPI_COMM_WORLD, &req);
-  wait_request(req, "waiting for " + what, timeout_s,
-               "it crashed or stalled, or needs longer (dist.rank0_timeout_s)");
+  // Rank 0 arrives after its own work, when every live rank is already waiting here: a rank that
+  // does not arrive within the collective timeout crashed or stalled, and rank 0 must not give it
+  // the long budget that only its own work needs.
+  if (rank_ == 0)
+    wait_request(req, "the other ranks' barrier after " + what);
+  else
+    wait_request(req, "waiting for " + what, timeout_s,
+                 "it crashed or stalled, or needs longer (dist.rank0_timeout_s)");
 }
 
 void MpiCommunicator::wait_request(MPI_Request& req, const std::string& what) {

@@ -12,8 +12,7 @@ mpi_launcher() {
 
 # inject_fault SIGNAL OUT COMMAND...: starts COMMAND in the background (an mpirun of `gta train`
 # with `--set train.out_dir=OUT` and a checkpoint every 2 steps; its output goes to OUT.log), waits
-# for its first checkpoint, sends SIGNAL to the job's last rank (STOP: a stalled rank, KILL: a
-# crashed one) and requires the whole job to end with a non-zero status within 60 s: never a
+# for its first checkpoint, sends SIGNAL to rank 1 (STOP: a stalled rank, KILL: a crashed one) and requires the whole job to end with a non-zero status within 60 s: never a
 # silent hang.
 inject_fault() {
   local signal=$1 out=$2
@@ -25,9 +24,15 @@ inject_fault() {
   for _ in $(seq 600); do saved && break; sleep 0.1; done
   saved || { echo "no checkpoint within 60 s"; tail -n 20 "$out.log"; kill "$launcher"; return 1; }
   # A rank is a process whose program (argv[0]) is gta itself, not the launcher (nor a wrapper
-  # script around it) whose arguments also hold "gta train"; the newest one is the last rank.
-  victim=$(pgrep -n -f "^[^ ]*gta train .*train.out_dir=$out( |\$)" || true)
-  [ -n "$victim" ] || { echo "no rank process found"; tail -n 20 "$out.log"; kill "$launcher"; return 1; }
+  # script around it) whose arguments also hold "gta train". The victim is the rank whose
+  # environment says OMPI_COMM_WORLD_RANK=1, not the newest process: ranks start in either order,
+  # and a stalled rank 0 is waited for up to dist.rank0_timeout_s (its checkpoint or evaluation
+  # may be what stalled), not dist.timeout_s.
+  local pid
+  for pid in $(pgrep -f "^[^ ]*gta train .*train.out_dir=$out( |\$)"); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then victim=$pid; fi
+  done
+  [ -n "$victim" ] || { echo "no process of rank 1 found"; tail -n 20 "$out.log"; kill "$launcher"; return 1; }
   kill "-$signal" "$victim"
   local rc=0
   for _ in $(seq 600); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
