@@ -185,9 +185,9 @@ void print_table(const std::vector<nlohmann::json>& rows) {
       std::printf("%6lld %8lld %16.1f %16.1f %16.1f %12.3f %16lld %14.3f %12.1f%%\n",
                   static_cast<long long>(r["batch"].get<int64_t>()),
                   static_cast<long long>(r["context"].get<int64_t>()), r["prefill_tokens_per_s"].get<double>(),
-                  r["prefill_first_tokens_per_s"].get<double>(), r["decode_tokens_per_s"].get<double>(), r["ms_per_step"].get<double>(),
-                  static_cast<long long>(r["cache_bytes"].get<int64_t>()), r["roofline_ms_per_step"].get<double>(),
-                  r["roofline_pct"].get<double>());
+                  r["prefill_first_tokens_per_s"].get<double>(), r["decode_tokens_per_s"].get<double>(),
+                  r["ms_per_step"].get<double>(), static_cast<long long>(r["cache_bytes"].get<int64_t>()),
+                  r["roofline_ms_per_step"].get<double>(), r["roofline_pct"].get<double>());
 }
 
 void run_bench_decode(const BenchDecodeOptions& o) {
